@@ -1,0 +1,209 @@
+"""Command line: thin subcommands over the library; bad input -> one line on stderr, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from .spec.errors import SpecError
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _emit(args: argparse.Namespace, data: Any, table: Callable[[Any], str]) -> None:
+    if getattr(args, "format", "table") == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(table(data))
+
+
+def _rows(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    fmt = lambda r: "  ".join(c.rjust(w) if c.replace(",", "").replace(".", "").isdigit() else c.ljust(w) for c, w in zip(r, widths))
+    return "\n".join([fmt(list(headers)), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells])
+
+
+def summary(spec) -> dict:
+    """What ``archspace build`` reports: params, widths, per-stage block kinds, counts and order."""
+    from .nn.build import HybridNet
+    import torch
+
+    with torch.device("meta"):
+        model = HybridNet(spec)
+    return {
+        "name": spec.name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "depth": spec.depth,
+        "stride": spec.stride,
+        "stem": spec.stem.kind,
+        "stages": [
+            {"width": s.width, "depth": s.depth, "counts": s.counts(), "pattern": s.pattern,
+             "kinds": [b.kind for b in s.blocks]}
+            for s in spec.stages
+        ],
+    }
+
+
+def _summary_table(d: dict) -> str:
+    rows = [[i + 1, s["width"], s["depth"], " ".join(f"{k}={v}" for k, v in s["counts"].items()), s["pattern"]]
+            for i, s in enumerate(d["stages"])]
+    head = f"{d['name'] or '(unnamed)'}: {d['params']:,} params, {d['depth']} blocks, stem {d['stem']}, stride {d['stride']}"
+    return head + "\n" + _rows(["stage", "width", "depth", "counts", "order"], rows)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .spec.io import load_spec
+
+    spec = load_spec(args.file)
+    d = summary(spec)
+    print(f"ok: {args.file}: {d['params']:,} params, stages " + " | ".join(s["pattern"] for s in d["stages"]))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .spec.io import dump_spec, load_spec
+
+    spec = load_spec(args.spec)
+    if args.format == "yaml":
+        print(dump_spec(spec), end="")
+        return 0
+    _emit(args, summary(spec), _summary_table)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .spec.io import load_spec, preset_names, preset_path
+
+    out = []
+    for name in preset_names():
+        d = summary(load_spec(name))
+        lines = preset_path(name).read_text().splitlines()
+        first = " ".join(l.lstrip("# ") for l in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
+        out.append({"name": name, "params": d["params"], "depth": d["depth"],
+                    "patterns": [s["pattern"] for s in d["stages"]], "about": first})
+    _emit(args, out, lambda rows: _rows(["preset", "params", "blocks", "about"],
+                                        [[r["name"], f"{r['params']:,}", r["depth"], r["about"].split(". ")[0][:80]] for r in rows]))
+    return 0
+
+
+def _load_checkpoint(path: Path) -> dict:
+    import numpy as np
+    import torch
+
+    if not path.exists():
+        raise UsageError(f"{path}: no such checkpoint")
+    if path.suffix == ".npz":
+        z = np.load(path, allow_pickle=False)
+        keys = [k for k in z.files if k.startswith("state/")]
+        return {k[len("state/"):]: z[k] for k in keys} if keys else {k: z[k] for k in z.files}
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad pickles
+        raise UsageError(f"{path}: cannot load as a weights-only checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    for key in ("model", "state_dict", "model_ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return obj[key]
+    if not isinstance(obj, dict):
+        raise UsageError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the same folder, renamed into place only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .nn.build import HybridNet
+    from .nn.convert import convert_official
+    from .spec.io import load_spec
+
+    spec = load_spec(args.spec)
+    out = Path(args.out)
+    if out.suffix not in (".pth", ".pt", ".npz"):
+        raise UsageError(f"--out: {out} must end in .pth, .pt or .npz")
+    state = convert_official(_load_checkpoint(Path(args.checkpoint)), spec)
+    model = HybridNet(spec)
+    model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()})
+
+    def write(tmp: str) -> None:
+        if out.suffix == ".npz":
+            import numpy as np
+            np.savez(tmp, **{k: v.numpy() for k, v in state.items()})
+        else:
+            torch.save(state, tmp)
+
+    _atomic_write(out, write)
+    print(f"wrote {out}: {len(state)} tensors, {sum(v.numel() for v in state.values() if v.is_floating_point()):,} values")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The archspace argument parser."""
+    p = _Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("validate", help="check a spec file; one line per problem")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("build", help="build a spec or preset and summarise it")
+    s.add_argument("spec", help="spec file or preset name")
+    s.add_argument("--format", choices=["table", "json", "yaml"], default="table")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("presets", help="list the shipped preset specs")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_presets)
+
+    s = sub.add_parser("convert", help="map an official SMT/EfficientMod checkpoint onto archspace names")
+    s.add_argument("checkpoint")
+    s.add_argument("--spec", required=True, help="spec file or preset name of the checkpoint's network")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_convert)
+
+    for register in _EXTRA:
+        register(sub)
+    return p
+
+
+_EXTRA: list[Callable[[Any], None]] = []
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``archspace`` console script."""
+    try:
+        args = make_parser().parse_args(argv)
+        return args.func(args)
+    except (SpecError, UsageError) as exc:
+        print(f"archspace: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("archspace: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The one builder: spec -> nn.Module (stem, stages of blocks, head), like pycls' AnyNet."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec.net import NetSpec, Stage as StageSpec
+from .effmod import EffModBlock
+from .msa import MSABlock
+from .sam import SAMBlock
+from .stems import STEMS, Downsample
+
+BLOCKS: dict[str, type[nn.Module]] = {"sam": SAMBlock, "effmod": EffModBlock, "msa": MSABlock}
+
+
+class Stage(nn.Module):
+    """Optional downsampling, the block sequence, optional closing LN."""
+
+    def __init__(self, spec: StageSpec, in_dim: int, drop_paths: list[float]):
+        super().__init__()
+        self.downsample = Downsample(spec.downsample, in_dim, spec.width) if spec.downsample else nn.Identity()
+        self.blocks = nn.Sequential(*(BLOCKS[b.kind](b, spec.width, p) for b, p in zip(spec.blocks, drop_paths)))
+        self.norm = nn.LayerNorm(spec.width, eps=spec.norm_eps) if spec.norm_eps is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.blocks(self.downsample(x)))
+
+
+class HybridNet(nn.Module):
+    """Stem -> stages -> global pool -> linear; features are channels-last (B, H, W, C)."""
+
+    def __init__(self, spec: NetSpec, num_classes: Optional[int] = None):
+        super().__init__()
+        self.spec = spec
+        self.num_classes = spec.num_classes if num_classes is None else num_classes
+        widths = [s.width for s in spec.stages]
+        self.num_features = widths[-1]
+        self.stem = STEMS[spec.stem.kind](spec.stem, spec.in_chans, widths[0])
+        rates = spec.drop_path_rates()
+        self.stages = nn.Sequential(
+            *(Stage(s, widths[max(i - 1, 0)], rates[i]) for i, s in enumerate(spec.stages))
+        )
+        self.pool = spec.head.pool
+        self.head_drop = nn.Dropout(spec.head.dropout)
+        self.head = nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> channels-last features (B, H/stride, W/stride, C_last)."""
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool the features and classify (or return the pooled features)."""
+        if self.pool == "mean":
+            x = x.mean(dim=(1, 2))
+        else:
+            x = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1).flatten(1)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier (0 removes it)."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            _init_weights(self.head)
+
+
+def _init_weights(m: nn.Module) -> None:
+    """Official SMT init: linear trunc-normal(0.02) with zero bias, conv normal(0, sqrt(2/fan_out))."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def build(spec, num_classes: Optional[int] = None) -> HybridNet:
+    """Build the PyTorch model of a spec (a NetSpec, a YAML path or a preset name)."""
+    from ..spec.io import load_spec
+
+    return HybridNet(load_spec(spec), num_classes)

@@ -1,0 +1,201 @@
+"""Network spec: stem, ordered stages of blocks, head (the tree the builder mirrors)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from ._base import Eps, NonNegFloat, PosInt, Spec, _to_tuple
+from .blocks import BLOCK_SPECS, BlockSpec
+from .stacking import expand, pattern_string
+
+
+class SMTStem(Spec):
+    """SMT stem: conv kxk s2 (no bias) + BN + ReLU + conv 2x2 s2 + LN; stride 4."""
+
+    kind: Literal["smt"] = "smt"
+    kernel_size: Literal[3, 7] = 3
+    norm_eps: Eps = 1e-5
+
+
+class EffModStem(Spec):
+    """EfficientMod stem: conv kxk with stride and padding (7/4/3) + LN."""
+
+    kind: Literal["effmod"] = "effmod"
+    kernel_size: PosInt = 7
+    stride: PosInt = 4
+    padding: Annotated[int, Field(ge=0)] = 3
+    norm_eps: Eps = 1e-5
+
+
+StemSpec = Annotated[Union[SMTStem, EffModStem], Field(discriminator="kind")]
+
+
+class Downsample(Spec):
+    """Downsampling between stages: conv kxk stride s (padding k//2 unless given) + LN."""
+
+    kernel_size: PosInt = 3
+    stride: PosInt = 2
+    padding: Optional[Annotated[int, Field(ge=0)]] = None
+    norm_eps: Eps = 1e-5
+
+    @property
+    def pad(self) -> int:
+        """Effective padding."""
+        return self.kernel_size // 2 if self.padding is None else self.padding
+
+
+def _cycle(template: dict, index: int, kind: str) -> dict:
+    """Pick the index-th value of every list given for a scalar field (per-block ratios such as [1, 6])."""
+    out = {}
+    for key, value in template.items():
+        if isinstance(value, list) and key != "kernel_sizes" or (
+            key == "kernel_sizes" and isinstance(value, list) and value and isinstance(value[0], list)
+        ):
+            if not value:
+                raise ValueError(f"{kind}.{key}: empty list (give a value or a non-empty list to cycle)")
+            value = value[index % len(value)]
+        out[key] = value
+    return out
+
+
+class Stage(Spec):
+    """One stage: width, its downsampling layer, its expanded block sequence, and an optional closing LN."""
+
+    width: PosInt
+    downsample: Optional[Downsample] = None
+    blocks: Annotated[tuple[BlockSpec, ...], BeforeValidator(_to_tuple), Field(min_length=1)]
+    norm_eps: Optional[Eps] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_stack(cls, data: Any) -> Any:
+        """Turn ``stack`` (counts/kinds/depth/pattern + strategy) and per-kind templates into ``blocks``."""
+        if not isinstance(data, dict) or "stack" not in data:
+            return data
+        data = dict(data)
+        stack = data.pop("stack")
+        templates = {k: data.pop(k) for k in list(data) if k in BLOCK_SPECS}
+        if "blocks" in data:
+            raise ValueError("stack: give either stack (+ templates) or an explicit blocks list, not both")
+        if not isinstance(stack, dict):
+            raise ValueError("stack: expected a mapping like {strategy: alternate, counts: {sam: 4, msa: 4}}")
+        unknown = set(stack) - {"strategy", "counts", "kinds", "depth", "pattern"}
+        if unknown:
+            raise ValueError(f"stack.{sorted(unknown)[0]}: unknown field (use strategy, counts, kinds, depth or pattern)")
+        counts = stack.get("counts")
+        if counts is not None:
+            if not isinstance(counts, dict):
+                raise ValueError("stack.counts: expected a mapping kind -> count, e.g. {sam: 4, msa: 4}")
+            for kind, n in counts.items():
+                if kind not in BLOCK_SPECS:
+                    raise ValueError(f"stack.counts.{kind}: unknown block kind (use one of {list(BLOCK_SPECS)})")
+                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                    raise ValueError(f"stack.counts.{kind}: {n!r} is not a count >= 0")
+        for kind in stack.get("kinds") or []:
+            if kind not in BLOCK_SPECS:
+                raise ValueError(f"stack.kinds: unknown block kind {kind!r} (use one of {list(BLOCK_SPECS)})")
+        for kind in stack.get("pattern") or []:
+            if kind not in BLOCK_SPECS:
+                raise ValueError(f"stack.pattern: unknown block kind {kind!r} (use one of {list(BLOCK_SPECS)})")
+        try:
+            kinds = expand(stack.get("strategy", "sequential"), counts, stack.get("kinds"), stack.get("depth"), stack.get("pattern"))
+        except ValueError as exc:
+            raise ValueError(f"stack.{exc}") from None
+        for kind, template in templates.items():
+            if not isinstance(template, dict):
+                raise ValueError(f"{kind}: block template must be a mapping of {kind} fields")
+        seen: dict[str, int] = {}
+        blocks = []
+        for kind in kinds:
+            j = seen.get(kind, 0)
+            seen[kind] = j + 1
+            blocks.append({"kind": kind, **_cycle(templates.get(kind, {}), j, kind)})
+        data["blocks"] = blocks
+        return data
+
+    @model_validator(mode="after")
+    def _check_width(self) -> "Stage":
+        for j, block in enumerate(self.blocks):
+            problem = block.check(self.width)
+            if problem:
+                raise ValueError(f"blocks[{j}].{problem}")
+        return self
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks."""
+        return len(self.blocks)
+
+    @property
+    def pattern(self) -> str:
+        """The block order as letters, e.g. 'SMSMSMSM'."""
+        return pattern_string(b.kind for b in self.blocks)
+
+    def counts(self) -> dict[str, int]:
+        """Blocks per kind."""
+        out: dict[str, int] = {}
+        for b in self.blocks:
+            out[b.kind] = out.get(b.kind, 0) + 1
+        return out
+
+
+class Head(Spec):
+    """Classifier head: global average pool (token mean as in SMT, or adaptive pool as in EfficientMod) + linear."""
+
+    pool: Literal["mean", "avgpool"] = "mean"
+    dropout: NonNegFloat = 0.0
+
+
+class NetSpec(Spec):
+    """A whole network: stem, ordered stages, head, input channels and classes."""
+
+    name: Optional[str] = None
+    in_chans: PosInt = 3
+    num_classes: PosInt = 1000
+    stem: StemSpec = Field(default_factory=SMTStem)
+    stages: Annotated[tuple[Stage, ...], BeforeValidator(_to_tuple), Field(min_length=1)]
+    head: Head = Field(default_factory=Head)
+    drop_path_rate: NonNegFloat = 0.0
+    drop_path_schedule: Literal["linear", "uniform"] = "linear"
+
+    @model_validator(mode="after")
+    def _check(self) -> "NetSpec":
+        if self.drop_path_rate >= 1:
+            raise ValueError("drop_path_rate: must be below 1 (typical 0.0-0.3)")
+        if self.stages[0].downsample is not None:
+            raise ValueError("stages[0].downsample: the stem downsamples the first stage (remove it)")
+        for i in range(1, len(self.stages)):
+            prev, cur = self.stages[i - 1], self.stages[i]
+            if cur.downsample is None and cur.width != prev.width:
+                raise ValueError(
+                    f"stages[{i}].downsample: required when the width changes ({prev.width} -> {cur.width}); add downsample: {{kernel_size: 3}}"
+                )
+        return self
+
+    @property
+    def depth(self) -> int:
+        """Total number of blocks."""
+        return sum(s.depth for s in self.stages)
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling factor of the features."""
+        s = 4 if self.stem.kind == "smt" else self.stem.stride
+        for st in self.stages[1:]:
+            if st.downsample is not None:
+                s *= st.downsample.stride
+        return s
+
+    def drop_path_rates(self) -> list[list[float]]:
+        """Per-block drop-path rates: linear from 0 to drop_path_rate over all blocks, or uniform."""
+        n = self.depth
+        if self.drop_path_schedule == "uniform" or n == 1:
+            flat = [self.drop_path_rate if self.drop_path_schedule == "uniform" else 0.0] * n
+        else:
+            flat = [self.drop_path_rate * i / (n - 1) for i in range(n)]
+        out, k = [], 0
+        for s in self.stages:
+            out.append(flat[k:k + s.depth])
+            k += s.depth
+        return out

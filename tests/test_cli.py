@@ -1,0 +1,70 @@
+"""CLI: validate, build, presets; one-line errors with exit code 2 (in-process and as a real subprocess)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import archspace
+from archspace.cli import main
+
+
+def test_presets_json(capsys):
+    assert main(["presets", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == set(archspace.preset_names())
+    assert by_name["smt_t"]["params"] == 11_506_536
+    assert by_name["efficientmod_s"]["params"] == 12_897_184
+    assert "6.5M" in by_name["smt_m_6p5m"]["about"] and "as printed" in by_name["smt_m"]["about"]
+
+
+def test_build_json_has_params_and_stage_kinds(capsys):
+    assert main(["build", "smt_t", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["params"] == 11_506_536
+    assert [s["counts"] for s in d["stages"]] == [{"sam": 2}, {"sam": 2}, {"sam": 4, "msa": 4}, {"msa": 1}]
+    assert d["stages"][2]["kinds"] == ["sam", "msa"] * 4
+
+
+def test_build_table_and_yaml(capsys, tmp_path):
+    assert main(["build", "efficientmod_xxs"]) == 0
+    out = capsys.readouterr().out
+    assert "4,736,264 params" in out and "EEEEEEM" in out
+    assert main(["build", "smt_t", "--format", "yaml"]) == 0
+    path = tmp_path / "smt_t_expanded.yaml"
+    path.write_text(capsys.readouterr().out)
+    assert archspace.load_spec(str(path)) == archspace.load_spec("smt_t")
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {path}: 11,506,536 params")
+
+
+def test_validate_bad_spec_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(archspace.spec.io.preset_path("smt_t").read_text().replace("sam: {heads: 4, mlp_ratio: 4}\n    msa", "sam: {heads: 6, mlp_ratio: 4}\n    msa"))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"archspace: error: {bad}: stages[2].blocks[0].heads: 6 does not divide width 256 (use split: front)\n"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["validate", "nope.yaml"], "nope.yaml: no such file"),
+    (["build", "smt_q"], "smt_q: neither a file nor a preset"),
+    (["build", "smt_t", "--format", "xml"], "invalid choice: 'xml'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["convert", "x.pth", "--spec", "smt_t"], "the following arguments are required: --out"),
+])
+def test_usage_errors(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_console_script_subprocess(tmp_path):
+    bad = tmp_path / "tags.yaml"
+    bad.write_text("!!python/object/apply:os.system ['echo owned']\n")
+    proc = subprocess.run([sys.executable, "-m", "archspace.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "malformed YAML" in proc.stderr
