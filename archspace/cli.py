@@ -160,6 +160,84 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _space_for_run(args: argparse.Namespace):
+    """The space of a search command, with CLI overrides, checked against the run directory's stored space."""
+    import yaml
+
+    from .search.space import Space, load_space
+    from .search.store import atomic_write_text
+
+    space = load_space(args.space)
+    update: dict[str, Any] = {}
+    if args.trials is not None or args.timeout is not None:
+        update["budget"] = space.budget.model_copy(update={k: v for k, v in (("trials", args.trials), ("timeout_s", args.timeout)) if v is not None})
+    if args.sampler is not None:
+        update["sampler"] = space.sampler.model_copy(update={"kind": args.sampler})
+    if args.seed is not None:
+        update["seed"] = args.seed
+    if update:
+        space = Space.model_validate({**space.model_dump(), **{k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in update.items()}})
+    run_dir = Path(args.run_dir or Path("runs") / space.name)
+    stored = run_dir / "space.yaml"
+    mine = space.model_dump(mode="json", exclude={"budget"})
+    if stored.exists():
+        theirs = load_space(stored).model_dump(mode="json", exclude={"budget"})
+        if theirs != mine:
+            changed = sorted(k for k in mine if mine.get(k) != theirs.get(k))
+            raise UsageError(f"{run_dir}: holds a run of a different space (differs in {', '.join(changed)}); use another --run-dir")
+    atomic_write_text(stored, yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False))
+    return space, run_dir
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .report.run import make_report
+    from .search.progress import SearchProgress
+
+    space, run_dir = _space_for_run(args)
+    progress = SearchProgress(f"search {space.name}", enabled=not args.quiet)
+    if args.backend == "ray":
+        from .search.ray_engine import run_ray
+
+        summary = run_ray(space, run_dir, address=args.address, storage=args.storage, progress=progress)
+    else:
+        from .search.engine import run_search
+
+        summary = run_search(space, run_dir, storage=args.storage, progress=progress)
+    files = make_report(run_dir, space)
+    print(f"{space.name}: {summary['complete']} complete of {summary['trials']} trials, Pareto front {summary['front']}; "
+          f"results in {run_dir}/ (trials.csv, pareto.csv, pareto/*.yaml, {', '.join(sorted({f.stem for f in files}))})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.run import make_report, run_space
+    from .search.store import read_csv, write_results
+
+    run_dir = Path(args.run_dir)
+    space = run_space(run_dir)
+    if args.storage or (run_dir / "study.db").exists():
+        from .search.engine import open_study, rows_and_specs
+
+        rows, specs = rows_and_specs(open_study(space, run_dir, args.storage))
+        write_results(run_dir, space, rows, specs)
+    elif not (run_dir / "trials.csv").exists():
+        raise UsageError(f"{run_dir}: no trials yet")
+    files = make_report(run_dir, space)
+    print("\n".join(str(f) for f in files))
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from .report.run import best, run_space
+
+    run_dir = Path(args.run_dir)
+    space = run_space(run_dir)
+    front = best(run_dir)
+    keys = [o.key for o in space.objectives]
+    _emit(args, front, lambda rows: _rows(["trial", *keys, "spec_hash"], [[r["number"], *(f"{r[k]:.4g}" for k in keys), r["spec_hash"]] for r in rows]))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The archspace argument parser."""
     p = _Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
@@ -183,6 +261,29 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True, help="spec file or preset name of the checkpoint's network")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("search", help="search a space for the Pareto front (resumes an interrupted run)")
+    s.add_argument("space", help="space file, e.g. spaces/smt.yaml")
+    s.add_argument("--run-dir", help="results folder (default runs/<space name>)")
+    s.add_argument("--storage", help="Optuna storage URL shared by workers (default: SQLite in the run folder)")
+    s.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
+    s.add_argument("--address", help="Ray cluster address to join (default: a local Ray instance)")
+    s.add_argument("--trials", type=int, help="finished trials to reach (overrides the space's budget)")
+    s.add_argument("--timeout", type=float, help="stop after this many seconds")
+    s.add_argument("--sampler", choices=["nsga2", "tpe", "random", "gp", "grid"])
+    s.add_argument("--seed", type=int)
+    s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("report", help="rebuild a run's tables and plots")
+    s.add_argument("run_dir")
+    s.add_argument("--storage")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("best", help="print a run's Pareto front")
+    s.add_argument("run_dir")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_best)
 
     for register in _EXTRA:
         register(sub)

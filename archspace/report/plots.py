@@ -1,0 +1,67 @@
+"""Thin matplotlib renderers for the plot data in :mod:`archspace.report.pareto` (PNG and SVG)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .pareto import LABELS, FrontData
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_front(data: FrontData, path_stem: Path, title: str = "") -> list[Path]:
+    """Scatter of all trials, the Pareto front highlighted, references starred; writes .png and .svg."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if data.points:
+        xs, ys, _ = zip(*data.points)
+        ax.scatter(xs, ys, s=22, color="#9aa5b1", label="trials", zorder=2)
+    if data.front:
+        fx, fy, fn = zip(*data.front)
+        ax.plot(fx, fy, "-o", color="#d62728", ms=6, lw=1.8, label="Pareto front", zorder=3, drawstyle="steps-post")
+        for x, y, n in data.front:
+            ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7, color="#d62728")
+    for x, y, label in data.references:
+        ax.scatter([x], [y], marker="*", s=160, color="#1f77b4", edgecolor="black", zorder=4, label=label)
+    ax.set_xlabel(LABELS.get(data.x_key, data.x_key))
+    ax.set_ylabel(LABELS.get(data.y_key, data.y_key))
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"{LABELS.get(data.y_key)} vs {LABELS.get(data.x_key)}", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out = []
+    for ext in ("png", "svg"):
+        p = Path(f"{path_stem}.{ext}")
+        fig.savefig(p)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title: str = "") -> list[Path]:
+    """Hypervolume of the front (objectives normalised over the run) against trial number."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    if curve:
+        xs, ys = zip(*curve)
+        ax.step(xs, ys, where="post", color="#2ca02c")
+        ax.scatter(xs, ys, s=10, color="#2ca02c")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume (normalised)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "hypervolume over trials", fontsize=10)
+    fig.tight_layout()
+    out = []
+    for ext in ("png", "svg"):
+        p = Path(f"{path_stem}.{ext}")
+        fig.savefig(p)
+        out.append(p)
+    plt.close(fig)
+    return out

@@ -1,0 +1,467 @@
+"""Search spaces: a YAML file naming a base network, searchable spec fields, constraints, objectives.
+
+One define-by-run function (:func:`suggest`) serves Optuna and Ray Tune's ``OptunaSearch``; it only
+asks the trial for values. :func:`spec_for` turns sampled values into a validated spec, editing the
+base in its *editable form*: each stage as counts + strategy + one template per block kind.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ..spec._base import NonNegFloat, PosFloat, PosInt, Spec
+from ..spec.blocks import default_kernel_sizes
+from ..spec.errors import SpecError, first_error
+from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
+from ..spec.net import NetSpec
+from ..spec.stacking import alternate, sequential
+
+Scalar = Union[bool, int, float, str]
+METRICS = ("accuracy", "flops", "params", "latency", "throughput")
+CONVENTIONS = ("smt-paper", "fvcore", "full")
+EVALUATORS = ("train", "synflow", "snip", "grad_norm", "naswot", "params", "flops")
+
+
+class Param(Spec):
+    """One searchable value: a flat name, the spec path(s) it sets, and its choices or range."""
+
+    name: str
+    path: Union[str, list[str]]
+    choices: Optional[list[Union[Scalar, list[int]]]] = None
+    low: Optional[Union[int, float]] = None
+    high: Optional[Union[int, float]] = None
+    step: Optional[Union[int, float]] = None
+    log: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _flat(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError(f"{v!r} must be a flat identifier (letters, digits, _; no '/' or '.')")
+        return v
+
+    @model_validator(mode="after")
+    def _one_domain(self) -> "Param":
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices:
+                raise ValueError("choices: empty choice list (give at least one value)")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError("needs choices, or low and high")
+            if self.low > self.high:
+                raise ValueError(f"low {self.low} is above high {self.high}")
+            if self.log and self.low <= 0:
+                raise ValueError("log: a log range needs low > 0")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        """The spec paths this value is written to."""
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    @property
+    def is_int(self) -> bool:
+        """An integer range."""
+        return self.choices is None and all(isinstance(v, int) for v in (self.low, self.high) if v is not None) \
+            and (self.step is None or isinstance(self.step, int))
+
+    def encoded_choices(self) -> list[Scalar]:
+        """Choices as Optuna accepts them (lists become '3,5,7' strings)."""
+        return [",".join(map(str, c)) if isinstance(c, list) else c for c in self.choices or []]
+
+    def decode(self, value: Any) -> Any:
+        """Turn a sampled value back into the spec value."""
+        if self.choices is not None and any(isinstance(c, list) for c in self.choices) and isinstance(value, str):
+            return [int(v) for v in value.split(",")]
+        return value
+
+
+class Objective(Spec):
+    """A metric to optimise, with its direction (and FLOP convention)."""
+
+    metric: Literal["accuracy", "flops", "params", "latency", "throughput"]
+    direction: Literal["maximize", "minimize"]
+    convention: Literal["smt-paper", "fvcore", "full"] = "smt-paper"
+
+    @property
+    def key(self) -> str:
+        """Column name of this objective in result tables."""
+        return {"accuracy": "accuracy", "flops": "gmacs", "params": "mparams", "latency": "latency_ms",
+                "throughput": "images_per_s"}[self.metric]
+
+
+class Constraints(Spec):
+    """Hard limits checked with the cheap complexity (latency: measured) before any training."""
+
+    max_params: Optional[PosInt] = None
+    max_flops: Optional[PosFloat] = None
+    flops_convention: Literal["smt-paper", "fvcore", "full"] = "smt-paper"
+    max_latency_ms: Optional[PosFloat] = None
+
+
+class Evaluator(Spec):
+    """How accuracy is measured: proxy training (with its budget) or a zero-cost proxy."""
+
+    kind: Literal["train", "synflow", "snip", "grad_norm", "naswot", "params", "flops"] = "train"
+    dataset: str = "fashion-mnist"
+    dataset_root: Optional[str] = None
+    budget: dict[str, Any] = Field(default_factory=dict)
+    device: str = "cpu"
+    threads: Optional[PosInt] = None
+
+    @property
+    def key(self) -> str:
+        """Identity of the evaluator (cache key next to the spec hash)."""
+        import json
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+class Measure(Spec):
+    """Protocol of the cost measurements: FLOP resolution and the latency protocol."""
+
+    resolution: PosInt = 224
+    latency: bool = True
+    device: str = "cpu"
+    batch: PosInt = 1
+    threads: PosInt = 1
+    warmup: Annotated[int, Field(ge=0)] = 3
+    repeats: PosInt = 15
+
+
+class Sampler(Spec):
+    """The search algorithm."""
+
+    kind: Literal["nsga2", "tpe", "random", "gp", "grid"] = "nsga2"
+    population_size: Optional[PosInt] = None
+    startup_trials: Optional[PosInt] = None
+
+
+class Budget(Spec):
+    """How many finished trials, and an optional wall-clock limit."""
+
+    trials: PosInt = 20
+    timeout_s: Optional[PosFloat] = None
+
+
+class Space(Spec):
+    """A search space file."""
+
+    name: str
+    base: Union[str, dict[str, Any]]
+    params: Annotated[list[Param], Field(min_length=1)]
+    objectives: Annotated[list[Objective], Field(min_length=1)]
+    constraints: Constraints = Field(default_factory=Constraints)
+    evaluator: Evaluator = Field(default_factory=Evaluator)
+    measure: Measure = Field(default_factory=Measure)
+    sampler: Sampler = Field(default_factory=Sampler)
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = 0
+    num_classes: PosInt = 10
+    enqueue_base: bool = True
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "Space":
+        names = [p.name for p in self.params]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"params: duplicate name {sorted(dup)[0]!r} (names must be unique)")
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("objectives: the same metric twice")
+        if self.sampler.kind == "grid" and any(p.choices is None and not p.is_int for p in self.params):
+            raise ValueError("sampler.kind: grid needs choices or integer ranges for every parameter")
+        if not self.measure.latency and ({"latency", "throughput"} & set(metrics) or self.constraints.max_latency_ms):
+            raise ValueError("measure.latency: a latency objective or constraint needs measure.latency: true")
+        return self
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna directions, one per objective."""
+        return [o.direction for o in self.objectives]
+
+
+# ----------------------------------------------------------------------------- editable form
+
+
+def _periodic(values: list) -> Any:
+    """A constant, or the shortest list that cycles to give ``values``."""
+    if all(v == values[0] for v in values):
+        return values[0]
+    for p in range(2, len(values) + 1):
+        if all(values[i] == values[i % p] for i in range(len(values))):
+            return values[:p]
+    return values
+
+
+def editable(spec: NetSpec) -> dict:
+    """The spec as editable data: per stage ``stack`` (strategy + counts) and one template per kind."""
+    data = spec_to_dict(spec)
+    for stage, sstage in zip(data["stages"], spec.stages):
+        blocks = stage.pop("blocks")
+        kinds = [b["kind"] for b in blocks]
+        counts: dict[str, int] = {}
+        for k in kinds:
+            counts[k] = counts.get(k, 0) + 1
+        if kinds == sequential(counts):
+            stage["stack"] = {"strategy": "sequential", "counts": counts}
+        elif kinds == alternate(counts):
+            stage["stack"] = {"strategy": "alternate", "counts": counts}
+        else:
+            stage["stack"] = {"strategy": "pattern", "pattern": kinds}
+        for kind in counts:
+            of_kind = [b for b in blocks if b["kind"] == kind]
+            template = {}
+            for key in of_kind[0]:
+                if key == "kind":
+                    continue
+                template[key] = _periodic([b[key] for b in of_kind])
+            if kind == "sam" and template.get("kernel_sizes") == list(default_kernel_sizes(template.get("heads", 4))) \
+                    and not isinstance(template.get("heads"), list):
+                template.pop("kernel_sizes")  # recomputed from heads when heads are searched
+            stage[kind] = template
+    return data
+
+
+_TOKEN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\]]+)\])?$")
+
+
+def _indices(sel: str, length: int) -> list[int]:
+    if sel == "*":
+        return list(range(length))
+    out = []
+    for part in sel.split(","):
+        if ":" in part:
+            a, b = part.split(":")
+            out.extend(range(int(a or 0), int(b) if b else length))
+        else:
+            out.append(int(part))
+    for i in out:
+        if not -length <= i < length:
+            raise IndexError(i)
+    return out
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    """Write ``value`` at a dotted path such as ``stages[2].sam.heads`` or ``stages[*].stack.counts.msa``."""
+    tokens = path.split(".")
+
+    def walk(node: Any, i: int) -> None:
+        m = _TOKEN.match(tokens[i])
+        if not m:
+            raise ValueError(f"bad path element {tokens[i]!r}")
+        key, sel = m.group(1), m.group(2)
+        last = i == len(tokens) - 1
+        if sel is None:
+            if not isinstance(node, dict):
+                raise ValueError(f"{key!r} is not inside a mapping")
+            if last:
+                node[key] = value
+            else:
+                walk(node.setdefault(key, {}), i + 1)
+            return
+        seq = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(seq, list):
+            raise ValueError(f"{key!r} is not a list")
+        try:
+            idx = _indices(sel, len(seq))
+        except (IndexError, ValueError):
+            raise ValueError(f"{key}[{sel}] is out of range (there are {len(seq)})") from None
+        for j in idx:
+            if last:
+                seq[j] = value
+            else:
+                walk(seq[j], i + 1)
+
+    walk(data, 0)
+
+
+def apply_values(base: dict, space: Space, values: dict[str, Any]) -> dict:
+    """Editable base with the sampled values written at their paths (a deep copy)."""
+    import copy
+
+    data = copy.deepcopy(base)
+    for p in space.params:
+        if p.name in values:
+            for path in p.paths:
+                set_path(data, path, p.decode(values[p.name]))
+    for stage in data.get("stages", []):
+        stack = stage.get("stack", {})
+        if stack.get("strategy") != "pattern":
+            stack.pop("pattern", None)
+            if "counts" in stack:
+                stack["counts"] = {k: n for k, n in stack["counts"].items() if n != 0} or stack["counts"]
+        for kind in ("sam",):
+            tmpl = stage.get(kind)
+            if isinstance(tmpl, dict) and "kernel_sizes" not in tmpl and isinstance(tmpl.get("heads"), int):
+                tmpl["kernel_sizes"] = list(default_kernel_sizes(tmpl["heads"]))
+    return data
+
+
+def spec_for(space: Space, values: dict[str, Any], base: Optional[dict] = None) -> NetSpec:
+    """The validated spec of sampled values; SpecError with the reason when the sample is impossible."""
+    base = base if base is not None else editable(base_spec(space))
+    data = apply_values(base, space, values)
+    data["num_classes"] = space.num_classes
+    data["name"] = f"{space.name}"
+    return spec_from_dict(data)
+
+
+def base_spec(space: Space) -> NetSpec:
+    """The base network of the space."""
+    if isinstance(space.base, dict):
+        return spec_from_dict(space.base, "base")
+    return load_spec(space.base)
+
+
+def base_values(space: Space) -> Optional[dict[str, Any]]:
+    """The parameter values that reproduce the base network, when every one is in its domain."""
+    data = editable(base_spec(space))
+    out: dict[str, Any] = {}
+    for p in space.params:
+        try:
+            value = _get_path(data, p.paths[0])
+        except KeyError:
+            if ".stack.counts." in p.paths[0]:
+                value = 0  # a kind the base stage does not have
+            elif re.search(r"\.(sam|effmod|msa)\.", p.paths[0]) and p.choices is not None:
+                out[p.name] = p.encoded_choices()[0]  # template of a kind the base does not use: no effect
+                continue
+            else:
+                return None
+        except (IndexError, TypeError, ValueError):
+            return None
+        if p.choices is not None:
+            v = ",".join(map(str, value)) if isinstance(value, list) else value
+            match = [c for c in p.encoded_choices() if c == v and type(c) is not bool]
+            if not match:
+                return None
+            out[p.name] = match[0]
+        elif p.low <= value <= p.high:
+            out[p.name] = value
+        else:
+            return None
+    return out
+
+
+def _get_path(data: Any, path: str) -> Any:
+    node = data
+    for tok in path.split("."):
+        m = _TOKEN.match(tok)
+        key, sel = m.group(1), m.group(2)
+        node = node[key]
+        if sel is not None:
+            node = node[0 if sel == "*" else int(sel.split(",")[0].split(":")[0] or 0)]
+    if isinstance(node, dict) and "kernel_sizes" not in path:
+        raise ValueError(path)
+    return node
+
+
+def suggest(trial: Any, space: Space) -> dict[str, Any]:
+    """Define-by-run: ask an Optuna trial (or Ray's OptunaSearch trial) for every parameter; nothing else."""
+    values: dict[str, Any] = {}
+    for p in space.params:
+        if p.choices is not None:
+            values[p.name] = trial.suggest_categorical(p.name, p.encoded_choices())
+        elif p.is_int:
+            values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        else:
+            values[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), step=p.step, log=p.log)
+    return values
+
+
+def grid(space: Space) -> dict[str, list]:
+    """The full grid of every parameter (for the grid sampler)."""
+    out = {}
+    for p in space.params:
+        if p.choices is not None:
+            out[p.name] = p.encoded_choices()
+        else:
+            out[p.name] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+    return out
+
+
+def load_space(path: Union[str, Path]) -> Space:
+    """Load and check a space file; one-line SpecError naming the field on any problem."""
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping with base, params, objectives")
+    if isinstance(data.get("base"), str):
+        candidate = (path.parent / data["base"])
+        if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+            data = {**data, "base": str(candidate)}
+    for i, obj in enumerate(data.get("objectives") or []):
+        if isinstance(obj, dict) and "metric" in obj and "direction" not in obj:
+            raise SpecError(f"{path}: objectives[{i}].direction: missing (use maximize or minimize)")
+    try:
+        space = Space.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {first_error(exc)}") from None
+    check_space(space, str(path))
+    return space
+
+
+def check_space(space: Space, source: str = "space") -> None:
+    """Deeper checks: the base loads, every path exists, constraints are possible, the budget is valid."""
+    try:
+        base = base_spec(space)
+    except SpecError as exc:
+        raise SpecError(f"{source}: base: {exc}") from None
+    data = editable(base)
+    for i, p in enumerate(space.params):
+        probe = p.choices[0] if p.choices is not None else p.low
+        for path in p.paths:
+            try:
+                set_path(_copy(data), path, probe)
+            except ValueError as exc:
+                raise SpecError(f"{source}: params[{i}].path: {path}: {exc}") from None
+            head = path.split(".")[0]
+            if _TOKEN.match(head) is None or _TOKEN.match(head).group(1) not in NetSpec.model_fields:
+                raise SpecError(f"{source}: params[{i}].path: {path}: {head!r} is not a spec field")
+    from ..measure.complexity import complexity
+
+    c = space.constraints
+    if c.max_params is not None or c.max_flops is not None:
+        floor = _smallest_cost(space, data)
+        if c.max_params is not None and c.max_params < floor["params"]:
+            raise SpecError(f"{source}: constraints.max_params: {c.max_params:,} is below the smallest network of the space "
+                            f"(at least {floor['params']:,} params: raise it)")
+        if c.max_flops is not None and c.max_flops < floor[c.flops_convention]:
+            raise SpecError(f"{source}: constraints.max_flops: {c.max_flops:.3g} is below the smallest network of the space "
+                            f"(at least {floor[c.flops_convention]:.3g} MACs in {c.flops_convention}: raise it)")
+    if space.evaluator.kind == "train":
+        from ..evaluate.train import TrainBudget
+        try:
+            TrainBudget.cpu_default(**space.evaluator.budget)
+        except ValidationError as exc:
+            raise SpecError(f"{source}: evaluator.budget.{first_error(exc)}") from None
+    _ = complexity  # imported for the floor computation
+
+
+def _copy(data: dict) -> dict:
+    import copy
+    return copy.deepcopy(data)
+
+
+def _smallest_cost(space: Space, data: dict) -> dict[str, int]:
+    """A lower bound on cost over the space: every parameter at its smallest numeric value (valid specs only)."""
+    from ..measure.complexity import complexity
+
+    values = {}
+    for p in space.params:
+        if p.choices is not None:
+            nums = [c for c in p.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+            values[p.name] = min(nums) if len(nums) == len(p.choices) else p.encoded_choices()[0]
+        else:
+            values[p.name] = p.low
+    try:
+        spec = spec_for(space, values, data)
+    except SpecError:
+        return {"params": 0, "smt-paper": 0, "fvcore": 0, "full": 0}
+    return complexity(spec, space.measure.resolution, num_classes=space.num_classes)

@@ -1,0 +1,143 @@
+"""The run directory: trials table, Pareto set (CSV + buildable specs), written from a finished or running study."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from .space import Space
+
+COLUMNS = ["number", "state", "verdict", "reason", "spec_hash", "mparams", "gmacs", "latency_ms", "images_per_s",
+           "accuracy", "reference", "cached_from", "retry_of", "seconds", "params"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file through a temporary sibling so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _csv(rows: Iterable[dict], columns: Sequence[str]) -> str:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV written by archspace, numbers parsed."""
+    def conv(v: str) -> Any:
+        if v == "":
+            return None
+        for t in (int, float):
+            try:
+                return t(v)
+            except ValueError:
+                pass
+        return v
+    with open(path, newline="") as fh:
+        return [{k: conv(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[int]) -> bool:
+    """a Pareto-dominates b (signs: +1 maximise, -1 minimise)."""
+    better = False
+    for x, y, s in zip(a, b, signs):
+        if s * x < s * y:
+            return False
+        if s * x > s * y:
+            better = True
+    return better
+
+
+def pareto_front(rows: Sequence[dict], keys: Sequence[str], directions: Sequence[str]) -> list[dict]:
+    """The non-dominated rows over ``keys`` (rows missing a key are ignored), sorted by the first key."""
+    signs = [1 if d == "maximize" else -1 for d in directions]
+    pts = [r for r in rows if all(r.get(k) is not None for k in keys)]
+    front = []
+    for r in pts:
+        v = [float(r[k]) for k in keys]
+        if not any(dominates([float(o[k]) for k in keys], v, signs) for o in pts if o is not r):
+            if not any([float(f[k]) for k in keys] == v for f in front):
+                front.append(r)
+    return sorted(front, key=lambda r: float(r[keys[0]]))
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """Hypervolume dominated by minimisation ``points`` up to ``reference`` (exact, slicing; fine for small fronts)."""
+    pts = [list(p) for p in points if all(x < r for x, r in zip(p, reference))]
+    if not pts:
+        return 0.0
+    if len(reference) == 1:
+        return reference[0] - min(p[0] for p in pts)
+    pts.sort(key=lambda p: p[0])
+    volume = 0.0
+    for i, p in enumerate(pts):
+        upper = pts[i + 1][0] if i + 1 < len(pts) else reference[0]
+        if upper > p[0]:
+            volume += (upper - p[0]) * hypervolume([q[1:] for q in pts[: i + 1]], reference[1:])
+    return volume
+
+
+def hypervolume_curve(rows: Sequence[dict], keys: Sequence[str], directions: Sequence[str]) -> list[tuple[int, float]]:
+    """Hypervolume of the front after each finished trial, objectives normalised to [0, 1] over the run."""
+    done = [r for r in rows if all(r.get(k) is not None for k in keys)]
+    if not done:
+        return []
+    lo = [min(float(r[k]) for r in done) for k in keys]
+    hi = [max(float(r[k]) for r in done) for k in keys]
+
+    def norm(r: dict) -> list[float]:
+        out = []
+        for k, d, a, b in zip(keys, directions, lo, hi):
+            x = (float(r[k]) - a) / (b - a) if b > a else 0.0
+            out.append(1.0 - x if d == "maximize" else x)  # minimisation in [0, 1]
+        return out
+
+    ref = [1.1] * len(keys)
+    curve, seen = [], []
+    for r in sorted(done, key=lambda r: int(r["number"])):
+        seen.append(norm(r))
+        curve.append((int(r["number"]), hypervolume(seen, ref)))
+    return curve
+
+
+def write_results(run_dir: Path, space: Space, rows: list[dict], specs: dict[str, dict]) -> dict[str, Any]:
+    """Write trials.csv, pareto.csv and pareto/<hash>.yaml; return a small summary."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    atomic_write_text(run_dir / "trials.csv", _csv(rows, COLUMNS))
+    keys = [o.key for o in space.objectives]
+    complete = [r for r in rows if r.get("verdict") == "complete"]
+    front = pareto_front(complete, keys, space.directions)
+    atomic_write_text(run_dir / "pareto.csv", _csv(front, COLUMNS))
+    pdir = run_dir / "pareto"
+    pdir.mkdir(exist_ok=True)
+    keep = set()
+    for r in front:
+        spec = specs.get(r["spec_hash"])
+        if spec is None:
+            continue
+        name = f"trial{int(r['number']):04d}_{r['spec_hash']}.yaml"
+        keep.add(name)
+        spec = {**spec, "name": f"{space.name}_trial{int(r['number'])}"}
+        header = "# " + ", ".join(f"{k}={r[k]:.4g}" for k in keys if r.get(k) is not None) + "\n"
+        atomic_write_text(pdir / name, header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100))
+    for old in pdir.glob("*.yaml"):
+        if old.name not in keep:
+            old.unlink()
+    summary = {"space": space.name, "trials": len(rows), "complete": len(complete), "front": len(front),
+               "objectives": [o.model_dump(mode="json") for o in space.objectives]}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,42 @@
+"""The Ray Tune backend on a real local Ray instance: same space through OptunaSearch, same run-directory format."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from archspace.search.store import read_csv
+
+pytest.importorskip("ray.tune", reason="Ray Tune is an optional extra: pip install 'archspace[ray]'")
+
+SPACE = {
+    "name": "raytiny", "base": "smt_m_6p5m",
+    "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]},
+               {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 2}],
+    "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "flops", "direction": "minimize"}],
+    "evaluator": {"kind": "params"}, "measure": {"latency": False, "resolution": 64},
+    "sampler": {"kind": "random"}, "budget": {"trials": 4}, "seed": 0,
+}
+
+
+def test_import_archspace_does_not_import_ray():
+    code = "import sys, archspace, archspace.search.engine, archspace.cli; print('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_ray_backend_local_instance(tmp_path):
+    space_file = tmp_path / "raytiny.yaml"
+    space_file.write_text(yaml.safe_dump(SPACE))
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "archspace.cli", "search", str(space_file), "--run-dir", str(run),
+                           "--backend", "ray", "--quiet"], capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    rows = read_csv(run / "trials.csv")
+    assert len(rows) == 4 and all(r["verdict"] == "complete" for r in rows)
+    assert sum(r["reference"] == "base" for r in rows) == 1
+    base = next(r for r in rows if r["reference"] == "base")
+    assert base["mparams"] == pytest.approx(6.12705)
+    assert (run / "pareto.csv").exists() and list((run / "pareto").glob("*.yaml"))
+    assert (run / "pareto_flops.png").exists() and (run / "hypervolume.svg").exists()

@@ -1,0 +1,201 @@
+"""Searches on a real Optuna SQLite storage: results files, resume, SIGKILL mid-trial, cache, report/best."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from archspace.cli import main
+from archspace.report.pareto import front_data
+from archspace.search.engine import finished, run_search
+from archspace.search.space import load_space
+from archspace.search.store import hypervolume, pareto_front, read_csv
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHEAP = {
+    "name": "cheap", "base": "smt_m_6p5m",
+    "params": [
+        {"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]},
+        {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 2},
+        {"name": "agg", "path": "stages[*].sam.aggregation", "choices": ["saa", "none"]},
+    ],
+    "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "flops", "direction": "minimize"}],
+    "evaluator": {"kind": "params"}, "measure": {"latency": False, "resolution": 64},
+    "sampler": {"kind": "random"}, "budget": {"trials": 6}, "seed": 1,
+}
+
+
+def write_space(tmp_path, data) -> Path:
+    p = tmp_path / f"{data['name']}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def load(run_dir: Path, name: str):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def test_search_writes_results_and_resumes(tmp_path, capsys):
+    space_file = write_space(tmp_path, CHEAP)
+    run = tmp_path / "run"
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet"]) == 0
+    for name in ("trials.csv", "pareto.csv", "summary.json", "space.yaml", "pareto_latency.png", "pareto_flops.png",
+                 "pareto_flops.svg", "hypervolume.png", "hypervolume.svg"):
+        if name == "pareto_latency.png":
+            assert not (run / name).exists()  # no latency measured, no latency plot
+            continue
+        assert (run / name).exists(), name
+    rows = read_csv(run / "trials.csv")
+    assert len(rows) == 6 and [r["number"] for r in rows] == list(range(6))
+    assert rows[0]["reference"] == "base"
+    assert rows[0]["mparams"] == pytest.approx(6_127_050 / 1e6)  # smt_m_6p5m with a 10-class head
+    front = read_csv(run / "pareto.csv")
+    specs = sorted((run / "pareto").glob("*.yaml"))
+    assert len(specs) == len(front) >= 1
+    import archspace
+    for f in specs:  # every Pareto spec is a buildable file
+        assert archspace.build(archspace.load_spec(str(f))).num_classes == 10
+    # resume with a larger budget: the six finished trials are kept, two more run
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--trials", "8"]) == 0
+    rows2 = read_csv(run / "trials.csv")
+    assert len(rows2) == 8 and rows2[:6] == rows
+    # same command again: nothing to do, nothing repeated
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--trials", "8"]) == 0
+    assert len(read_csv(run / "trials.csv")) == 8
+    capsys.readouterr()
+    assert main(["best", str(run), "--format", "json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert {r["number"] for r in best} == {r["number"] for r in read_csv(run / "pareto.csv")}
+
+
+def test_repeated_architectures_reuse_results(tmp_path):
+    data = {**CHEAP, "name": "dup", "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [2, 4]}],
+            "budget": {"trials": 6}}
+    space = load_space(write_space(tmp_path, data))
+    summary = run_search(space, tmp_path / "run")
+    rows = read_csv(tmp_path / "run" / "trials.csv")
+    assert summary["trials"] == 6
+    hashes = {r["spec_hash"] for r in rows}
+    assert len(hashes) == 2  # only two architectures exist
+    cached = [r for r in rows if r["cached_from"] is not None]
+    assert len(cached) == 4
+    for r in cached:
+        src = rows[int(r["cached_from"])]
+        assert r["spec_hash"] == src["spec_hash"] and r["accuracy"] == src["accuracy"] and r["gmacs"] == src["gmacs"]
+
+
+def test_invalid_and_infeasible_samples_are_recorded(tmp_path):
+    data = {**CHEAP, "name": "bad",
+            "params": [{"name": "s1_sam", "path": "stages[0].stack.counts.sam", "low": 0, "high": 1},
+                       {"name": "width3", "path": "stages[2].width", "choices": [256, 384]}],
+            "constraints": {"max_params": 6_000_000}, "budget": {"trials": 8}, "enqueue_base": False}
+    space = load_space(write_space(tmp_path, data))
+    run_search(space, tmp_path / "run")
+    rows = read_csv(tmp_path / "run" / "trials.csv")
+    verdicts = {r["verdict"] for r in rows}
+    assert len(rows) == 8 and verdicts <= {"complete", "invalid", "infeasible"}
+    for r in rows:
+        p = json.loads(r["params"])
+        if p["s1_sam"] == 0:
+            assert r["verdict"] == "invalid" and "block counts must be >= 0 and not all zero" in r["reason"]
+        elif p["width3"] == 384:
+            assert r["verdict"] == "infeasible" and "> max_params 6,000,000" in r["reason"]
+        else:
+            assert r["verdict"] == "complete"
+
+
+def test_sigkill_mid_trial_then_resume(tmp_path):
+    data = {**CHEAP, "name": "killme",
+            "evaluator": {"kind": "train", "budget": {"epochs": 1, "train_subset": 300, "test_subset": 100,
+                                                      "resolution": 32, "batch_size": 50, "threads": 1}},
+            "budget": {"trials": 4}}
+    space_file = write_space(tmp_path, data)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "archspace.cli", "search", str(space_file), "--run-dir", str(run), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    killed_number, before = None, {}
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            if proc.poll() is not None:
+                pytest.fail(f"search ended before it could be killed: {proc.stderr.read().decode()[-500:]}")
+            if not (run / "study.db").exists():
+                continue
+            try:
+                trials = load(run, "killme").get_trials(deepcopy=False)
+            except Exception:
+                continue
+            done = [t for t in trials if finished(t)]
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+            if len(done) >= 2 and running:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                killed_number = running[0].number
+                killed_params = running[0].params
+                before = {t.number: t.values for t in done}
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed_number is not None, "never saw a running trial after two finished ones"
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-800:]
+    trials = load(run, "killme").get_trials(deepcopy=False)
+    done = [t for t in trials if finished(t)]
+    assert len(done) == 4  # the budget, reached exactly
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    for number, values in before.items():  # every trial finished before the kill is kept, unchanged, once
+        assert trials[number].values == values and finished(trials[number])
+    killed = trials[killed_number]
+    assert killed.state == optuna.trial.TrialState.FAIL and killed.user_attrs["verdict"] == "killed"
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == killed_number]
+    assert len(retries) == 1 and retries[0].params == killed_params and finished(retries[0])
+    rows = read_csv(run / "trials.csv")
+    assert sum(r["verdict"] == "killed" for r in rows) == 1 and len(rows) == len(trials)
+
+
+def test_pareto_and_hypervolume_math():
+    rows = [{"number": 0, "a": 80.0, "c": 2.0}, {"number": 1, "a": 82.0, "c": 3.0}, {"number": 2, "a": 79.0, "c": 2.5},
+            {"number": 3, "a": 82.0, "c": 3.5}]
+    front = pareto_front(rows, ["a", "c"], ["maximize", "minimize"])
+    assert [r["number"] for r in front] == [0, 1]
+    assert hypervolume([[1.0, 2.0], [2.0, 1.0]], [3.0, 3.0]) == pytest.approx(3.0)
+    assert hypervolume([[0.5, 0.5, 0.5]], [1.0, 1.0, 1.0]) == pytest.approx(0.125)
+    data = front_data([{**r, "verdict": "complete", "accuracy": r["a"], "gmacs": r["c"]} for r in rows], "gmacs",
+                      references={1: "base"})
+    assert [n for *_, n in data.front] == [0, 1] and len(data.points) == 4 and data.references == [(3.0, 82.0, "base")]
+
+
+def test_report_rebuilds_plots(tmp_path, capsys):
+    space_file = write_space(tmp_path, {**CHEAP, "name": "rep", "budget": {"trials": 3}})
+    run = tmp_path / "run"
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet"]) == 0
+    for f in run.glob("*.png"):
+        f.unlink()
+    (run / "trials.csv").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / "pareto_flops.png").stat().st_size > 5000 and (run / "trials.csv").exists()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_changed_space_refuses_old_run_dir(tmp_path, capsys):
+    space_file = write_space(tmp_path, {**CHEAP, "name": "chg", "budget": {"trials": 2}})
+    run = tmp_path / "run"
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet"]) == 0
+    space_file.write_text(yaml.safe_dump({**CHEAP, "name": "chg", "seed": 7, "budget": {"trials": 2}}))
+    capsys.readouterr()
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet"]) == 2
+    assert "holds a run of a different space (differs in seed)" in capsys.readouterr().err
