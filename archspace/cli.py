@@ -238,6 +238,35 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .search.ablation import load_ablation, run_ablation
+    from .search.progress import SearchProgress
+
+    ab = load_ablation(args.file)
+    update: dict[str, Any] = {}
+    if args.seeds is not None:
+        update["seeds"] = args.seeds
+    ev = ab.evaluator.model_dump()
+    if args.device is not None:
+        ev["device"] = args.device
+        update["measure"] = {**ab.measure.model_dump(), "device": args.device}
+    for item in args.budget or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--budget: {item!r} must look like key=value (e.g. epochs=3)")
+        import yaml
+        ev["budget"] = {**ev["budget"], key: yaml.safe_load(value)}
+    update["evaluator"] = ev
+    ab = type(ab).model_validate({**ab.model_dump(), **update})
+    run_dir = Path(args.run_dir or Path("runs") / f"ablation_{ab.name}")
+    table = run_ablation(ab, run_dir, Path(args.out), storage=args.storage,
+                         progress=SearchProgress(f"ablation {ab.name}", enabled=not args.quiet), source=str(args.file))
+    keys = ["label", "params_M", "paper_params_M", "gmacs_smt_paper", "paper_gflops", "latency_ms", "top1_mean", "top1_std", "paper_top1"]
+    _emit(args, table, lambda t: t["title"] + "\n" + _rows(keys, [[("" if r[k] is None else r[k]) for k in keys] for r in t["rows"]])
+          + f"\nrank correlation with the paper's top-1: {t['rank_correlation_vs_paper']}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The archspace argument parser."""
     p = _Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
@@ -274,6 +303,18 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("ablate", help="run a paper ablation table (brute force over rows x seeds, resumable)")
+    s.add_argument("file", help="ablation file, e.g. experiments/ablations/heads.yaml")
+    s.add_argument("--device", help="cpu or cuda for training and latency")
+    s.add_argument("--seeds", type=int)
+    s.add_argument("--budget", action="append", metavar="KEY=VALUE", help="training budget override, repeatable")
+    s.add_argument("--run-dir", help="study folder (default runs/ablation_<name>)")
+    s.add_argument("--storage")
+    s.add_argument("--out", default="experiments/results", help="where the table CSV/JSON go")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_ablate)
 
     s = sub.add_parser("report", help="rebuild a run's tables and plots")
     s.add_argument("run_dir")

@@ -18,6 +18,9 @@ CASES = {
     "effmod-r1": (EffModBlock(mlp_ratio=1), 24),
     "effmod-r6": (EffModBlock(mlp_ratio=6, kernel_size=5), 24),
     "effmod-nols": (EffModBlock(mlp_ratio=4, layer_scale=None), 24),
+    "effmod-f-only": (EffModBlock(mlp_ratio=6, context=("f",)), 24),
+    "effmod-conv-g": (EffModBlock(mlp_ratio=1, context=["conv", "g"]), 24),
+    "effmod-sum": (EffModBlock(mlp_ratio=6, fusion="sum"), 24),
     "msa-smt": (MSABlock(heads=4, mlp_ratio=2.0), 32),
     "msa-smt-ls": (MSABlock(heads=2, layer_scale=1e-4), 32),
     "msa-vit": (MSABlock(flavor="vit", heads=8, mlp_ratio=4.0), 48),
@@ -30,7 +33,7 @@ def test_block_contract(name, hw):
     spec, dim = CASES[name]
     torch.manual_seed(0)
     block = BLOCKS[spec.kind](spec, dim, drop_path=0.1)
-    x = torch.randn(2, *hw, dim, requires_grad=True)
+    x = torch.randn(4, *hw, dim, requires_grad=True)
     block.train()
     y = block(x)
     assert y.shape == x.shape

@@ -106,8 +106,16 @@ def sam_cost(spec: SAMBlock, c: int, h: int, w: int) -> Cost:
 def effmod_cost(spec: EffModBlock, c: int, h: int, w: int) -> Cost:
     """EfficientMod block: LN, fc1, f, context conv, g, modulation, fc2, layer scale."""
     n, r, k = h * w, spec.mlp_ratio, spec.kernel_size
-    cost = layernorm(n, c) + linear(n, c, c * r) + linear(n, c, c) + conv(h, w, c, c, k, pad=k // 2, groups=c)[0]
-    cost = cost + linear(n, c, c) + elementwise(n * c * r) + linear(n, c * r, c)
+    cost = layernorm(n, c) + linear(n, c, c * r)
+    if "f" in spec.context:
+        cost = cost + linear(n, c, c)
+    if "conv" in spec.context:
+        cost = cost + conv(h, w, c, c, k, pad=k // 2, groups=c)[0]
+    if "g" in spec.context:
+        cost = cost + linear(n, c, c)
+    if spec.fusion == "mul":
+        cost = cost + elementwise(n * c * r)
+    cost = cost + linear(n, c * r, c)
     return cost + _layer_scale(n, c, spec.layer_scale)
 
 

@@ -45,8 +45,8 @@ def make_sampler(space: Space, offset: int = 0):
         return optuna.samplers.RandomSampler(seed=seed)
     if s.kind == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.startup_trials or max(4, space.budget.trials // 4))
-    if s.kind == "grid":
-        return optuna.samplers.BruteForceSampler(seed=seed)
+    if s.kind == "grid":  # the grid itself is enqueued by run_search; the sampler only fills gaps
+        return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"sampler.kind: {s.kind!r} is not known")  # unreachable: validated by the schema
     _ = multi
 
@@ -102,6 +102,23 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, offse
     return study
 
 
+def _enqueue_grid(study, space: Space) -> None:
+    """Enqueue every grid point not yet finished, running or waiting (in grid order)."""
+    import itertools
+
+    optuna = _optuna()
+    g = grid(space)
+    seen = {json.dumps(t.params, sort_keys=True) for t in study.get_trials(deepcopy=False)
+            if finished(t) or t.state in (optuna.trial.TrialState.RUNNING,)}
+    waiting = {json.dumps(t.system_attrs.get("fixed_params", {}), sort_keys=True)
+               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+    for combo in itertools.product(*g.values()):
+        params = dict(zip(g.keys(), combo))
+        key = json.dumps(params, sort_keys=True)
+        if key not in seen and key not in waiting:
+            study.enqueue_trial(params)
+
+
 def rows_and_specs(study) -> tuple[list[dict], dict[str, dict]]:
     """Trial rows for trials.csv and the spec of every evaluated architecture."""
     rows, specs = [], {}
@@ -119,7 +136,7 @@ def rows_and_specs(study) -> tuple[list[dict], dict[str, dict]]:
 
 def _record(study, trial, out: Outcome, **extra: Any) -> None:
     attrs = {"verdict": out.verdict, "reason": out.reason, "spec_hash": out.spec_hash, "values": out.values,
-             "cost": out.cost, "seconds": out.seconds, **extra}
+             "cost": out.cost, "seconds": out.seconds, "seed": out.seed, **extra}
     if out.spec is not None:
         attrs["spec"] = out.spec
     if out.latency is not None:
@@ -157,10 +174,13 @@ def run_search(
         values = base_values(space)
         if values is not None:
             study.enqueue_trial(values, user_attrs={"reference": "base"})
+    if space.sampler.kind == "grid":
+        _enqueue_grid(study, space)
     cache: dict[str, tuple[int, dict]] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if t.user_attrs.get("evaluator_key") == ekey and t.user_attrs.get("spec_hash"):
-            cache.setdefault(t.user_attrs["spec_hash"], (t.number, t.user_attrs.get("values", {})))
+            key = f"{t.user_attrs['spec_hash']}:{t.user_attrs.get('seed', space.seed)}"
+            cache.setdefault(key, (t.number, t.user_attrs.get("values", {})))
     start = time.monotonic()
     n_done = sum(finished(t) for t in study.get_trials(deepcopy=False))
     if progress is not None:
@@ -174,8 +194,8 @@ def run_search(
         values = suggest(trial, space)
         out = prepare(space, values, base_edit)
         state = optuna.trial.TrialState.FAIL
-        if out.verdict == "complete" and out.spec_hash in cache:
-            number, cached = cache[out.spec_hash]
+        if out.verdict == "complete" and out.cache_key in cache:
+            number, cached = cache[out.cache_key]
             out.values = dict(cached)
             _record(study, trial, out, cached_from=number)
             study.tell(trial, out.objective_values(space))
@@ -186,7 +206,7 @@ def run_search(
                 out = measure(space, out, progress.train_event if progress is not None else None)
             _record(study, trial, out)
             if out.verdict == "complete":
-                cache[out.spec_hash] = (trial.number, out.values)
+                cache[out.cache_key] = (trial.number, out.values)
                 study.tell(trial, out.objective_values(space))
             else:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED if out.verdict == "pruned" else state)

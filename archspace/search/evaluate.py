@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from ..measure.complexity import complexity
 from ..spec.errors import SpecError
 from ..spec.io import spec_hash, spec_to_dict
-from .space import Space, spec_for
+from .space import Space, seed_of, spec_for
 
 Verdict = Literal["complete", "invalid", "infeasible", "failed", "pruned"]
 
@@ -28,7 +28,13 @@ class Outcome(BaseModel):
     cost: dict[str, int] = {}
     latency: Optional[dict] = None
     accuracy: Optional[dict] = None
+    seed: int = 0
     seconds: float = 0.0
+
+    @property
+    def cache_key(self) -> str:
+        """Architecture and evaluation seed."""
+        return f"{self.spec_hash}:{self.seed}"
 
     def objective_values(self, space: Space) -> list[float]:
         """Values in the order of the space's objectives."""
@@ -61,7 +67,7 @@ def prepare(space: Space, values: dict[str, Any], base: Optional[dict] = None) -
         return Outcome(verdict="invalid", reason=str(exc), seconds=time.perf_counter() - t0)
     cost = complexity(spec, space.measure.resolution, num_classes=space.num_classes)
     out = Outcome(verdict="complete", spec_hash=spec_hash(spec), spec=spec_to_dict(spec), cost=cost,
-                  values=_metrics(space, cost))
+                  values=_metrics(space, cost), seed=seed_of(space, values))
     problem = check_constraints(space, cost)
     if problem:
         out.verdict, out.reason = "infeasible", problem
@@ -99,6 +105,7 @@ def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]]
         from ..evaluate.train import TrainBudget, train_proxy
 
         budget = TrainBudget.cpu_default(**ev.budget) if ev.device == "cpu" else TrainBudget.gpu_default(**ev.budget)
+        budget = budget.model_copy(update={"seed": out.seed})
         result = train_proxy(lambda: build(spec), budget, ev.dataset, dataset_root=ev.dataset_root,
                              device=ev.device, progress=progress)
         out.accuracy = result.model_dump(mode="json")
@@ -109,9 +116,9 @@ def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]]
     else:
         from ..evaluate.proxies import proxy_batch, score_proxy
 
-        torch.manual_seed(space.seed)
+        torch.manual_seed(out.seed)
         model = build(spec)
-        res = score_proxy(model, ev.kind, proxy_batch(seed=space.seed))
+        res = score_proxy(model, ev.kind, proxy_batch(seed=out.seed), seed=out.seed)
         out.accuracy = res.model_dump(mode="json")
         out.values["accuracy"] = float(res.score)
     out.seconds += time.perf_counter() - t0

@@ -164,6 +164,7 @@ class Space(Spec):
     num_classes: PosInt = 10
     enqueue_base: bool = True
     description: str = ""
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> "Space":
@@ -176,6 +177,12 @@ class Space(Spec):
             raise ValueError("objectives: the same metric twice")
         if self.sampler.kind == "grid" and any(p.choices is None and not p.is_int for p in self.params):
             raise ValueError("sampler.kind: grid needs choices or integer ranges for every parameter")
+        for p in self.params:
+            for path in p.paths:
+                if path == "@variant" and (p.choices is None or not set(p.choices) <= set(self.variants)):
+                    raise ValueError(f"params: {p.name} chooses among variants; its choices must be names in variants")
+                if path.startswith("@") and path not in ("@variant", "@seed"):
+                    raise ValueError(f"params: {p.name}: unknown special path {path!r} (use @variant or @seed)")
         if not self.measure.latency and ({"latency", "throughput"} & set(metrics) or self.constraints.max_latency_ms):
             raise ValueError("measure.latency: a latency objective or constraint needs measure.latency: true")
         return self
@@ -289,7 +296,8 @@ def apply_values(base: dict, space: Space, values: dict[str, Any]) -> dict:
     for p in space.params:
         if p.name in values:
             for path in p.paths:
-                set_path(data, path, p.decode(values[p.name]))
+                if not path.startswith("@"):
+                    set_path(data, path, p.decode(values[p.name]))
     for stage in data.get("stages", []):
         stack = stage.get("stack", {})
         if stack.get("strategy") != "pattern":
@@ -305,11 +313,19 @@ def apply_values(base: dict, space: Space, values: dict[str, Any]) -> dict:
 
 def spec_for(space: Space, values: dict[str, Any], base: Optional[dict] = None) -> NetSpec:
     """The validated spec of sampled values; SpecError with the reason when the sample is impossible."""
+    variant = next((values[p.name] for p in space.params if "@variant" in p.paths and p.name in values), None)
+    if variant is not None:
+        base = editable(spec_from_dict(space.variants[variant], f"variants.{variant}"))
     base = base if base is not None else editable(base_spec(space))
     data = apply_values(base, space, values)
     data["num_classes"] = space.num_classes
-    data["name"] = f"{space.name}"
+    data["name"] = f"{space.name}" if variant is None else str(variant)
     return spec_from_dict(data)
+
+
+def seed_of(space: Space, values: dict[str, Any]) -> int:
+    """The evaluation seed of a sample: its @seed parameter, else the space's seed."""
+    return next((int(values[p.name]) for p in space.params if "@seed" in p.paths and p.name in values), space.seed)
 
 
 def base_spec(space: Space) -> NetSpec:
@@ -413,10 +429,17 @@ def check_space(space: Space, source: str = "space") -> None:
         base = base_spec(space)
     except SpecError as exc:
         raise SpecError(f"{source}: base: {exc}") from None
+    for label, variant in space.variants.items():
+        try:
+            spec_from_dict(variant, f"variants.{label}")
+        except SpecError as exc:
+            raise SpecError(f"{source}: {exc}") from None
     data = editable(base)
     for i, p in enumerate(space.params):
         probe = p.choices[0] if p.choices is not None else p.low
         for path in p.paths:
+            if path.startswith("@"):
+                continue
             try:
                 set_path(_copy(data), path, probe)
             except ValueError as exc:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from ._base import Eps, IntTuple, NonNegFloat, PosFloat, PosInt, Spec
+from ._base import Eps, IntTuple, NonNegFloat, PosFloat, PosInt, Spec, _to_tuple
 
 Aggregation = Literal["saa", "ibn", "linear2", "linear1", "none"]
 Split = Literal["even", "front", "last"]
@@ -94,10 +94,14 @@ class EffModBlock(Spec):
     kernel_size: PosInt = 7
     layer_scale: Optional[PosFloat] = 1e-4
     norm_eps: Eps = 1e-5
+    context: Annotated[tuple[Literal["f", "conv", "g"], ...], BeforeValidator(_to_tuple)] = ("f", "conv", "g")
+    fusion: Literal["mul", "sum"] = "mul"
 
     @model_validator(mode="after")
     def _check(self) -> "EffModBlock":
         _odd_kernels("kernel_size", (self.kernel_size,))
+        if len(set(self.context)) != len(self.context) or list(self.context) != sorted(self.context, key=["f", "conv", "g"].index):
+            raise ValueError("context: list each of f, conv, g at most once, in that order (EfficientMod Table 5 ablation)")
         return self
 
     def check(self, width: int) -> Optional[str]:

@@ -45,13 +45,15 @@ class Downsample(Spec):
         return self.kernel_size // 2 if self.padding is None else self.padding
 
 
+LIST_FIELDS = {"kernel_sizes", "context"}  # block fields whose value is itself a list
+
+
 def _cycle(template: dict, index: int, kind: str) -> dict:
     """Pick the index-th value of every list given for a scalar field (per-block ratios such as [1, 6])."""
     out = {}
     for key, value in template.items():
-        if isinstance(value, list) and key != "kernel_sizes" or (
-            key == "kernel_sizes" and isinstance(value, list) and value and isinstance(value[0], list)
-        ):
+        cycles = isinstance(value, list) and (key not in LIST_FIELDS or (value and isinstance(value[0], list)))
+        if cycles:
             if not value:
                 raise ValueError(f"{kind}.{key}: empty list (give a value or a non-empty list to cycle)")
             value = value[index % len(value)]
