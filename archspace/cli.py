@@ -267,6 +267,55 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EVALUATORS, TrainBudget, evaluate
+    from .nn.build import build
+    from .spec.io import load_spec
+
+    spec = load_spec(args.spec)
+    if args.evaluator not in EVALUATORS:
+        raise UsageError(f"--evaluator: {args.evaluator!r} is not known (use one of {', '.join(EVALUATORS)})")
+    update = {k: v for k, v in (("epochs", args.epochs), ("resolution", args.resolution), ("seed", args.seed),
+                                ("train_subset", args.train_subset)) if v is not None}
+    budget = (TrainBudget.cpu_default if args.device == "cpu" else TrainBudget.gpu_default)(**update)
+    classes = 100 if args.dataset.startswith("cifar100") else None
+    from .evaluate.data import load_dataset
+
+    _, labels, _ = load_dataset(args.dataset, args.dataset_root, "test") if args.dataset.startswith("folder:") else (None, None, None)
+    classes = int(labels.max()) + 1 if labels is not None else (classes or 10)
+    progress = None
+    bar = None
+    if args.evaluator == "train" and not args.quiet:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn(f"train {spec.name or args.spec}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
+        task = bar.add_task("train", total=None, info="")
+        bar.start()
+
+        def progress(event):
+            if event.kind == "step":
+                bar.update(task, total=event.steps * event.epochs, completed=event.epoch * event.steps + event.step,
+                           info=f"epoch {event.epoch + 1}/{event.epochs}" + (f" loss {event.loss:.3f}" if event.loss else ""))
+            return None
+    try:
+        result = evaluate(lambda: build(spec, num_classes=classes), args.evaluator, budget=budget, dataset=args.dataset,
+                          dataset_root=args.dataset_root, device=args.device, progress=progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    data = result.model_dump(mode="json")
+    if args.evaluator == "train":
+        line = lambda d: (f"{spec.name or args.spec}: {d['status']}" + (f" ({d['reason']})" if d.get("reason") else "")
+                          + (f", top-1 {100 * d['top1']:.2f}%, top-5 {100 * d['top5']:.2f}%" if d.get("top1") is not None else "")
+                          + f", {d['epochs_done']} epochs on {d['train_size']} {d['dataset']} images, {d['wall_time_s']:.1f}s, "
+                          f"{d['images_per_s']:.0f} img/s on {d['device']}")
+    else:
+        line = lambda d: f"{spec.name or args.spec}: {d['proxy']} = {d['score']:.6g} ({d['time_s']:.2f}s, batch {d['batch_size']} at {d['resolution']} px)"
+    _emit(args, data, line)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The archspace argument parser."""
     p = _Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
@@ -290,6 +339,20 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True, help="spec file or preset name of the checkpoint's network")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("evaluate", help="accuracy of a spec: proxy training or a zero-cost proxy on real data")
+    s.add_argument("spec", help="spec file or preset name")
+    s.add_argument("--evaluator", default="train", help="train, synflow, snip, grad_norm, naswot, params or flops")
+    s.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10 or folder:PATH")
+    s.add_argument("--dataset-root", help="where the dataset lies (default: the Debian location for Fashion-MNIST)")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--resolution", type=int)
+    s.add_argument("--train-subset", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("search", help="search a space for the Pareto front (resumes an interrupted run)")
     s.add_argument("space", help="space file, e.g. spaces/smt.yaml")
@@ -339,8 +402,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         return args.func(args)
-    except (SpecError, UsageError) as exc:
-        print(f"archspace: error: {exc}", file=sys.stderr)
+    except (SpecError, UsageError, ValueError) as exc:  # ValueError: bad arguments reported by the library
+        if os.environ.get("ARCHSPACE_DEBUG"):
+            raise
+        print(f"archspace: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("archspace: interrupted", file=sys.stderr)

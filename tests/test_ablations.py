@@ -17,7 +17,7 @@ ABLATIONS = Path(__file__).resolve().parents[1] / "experiments" / "ablations"
 
 @pytest.mark.parametrize("name", ["heads", "aggregation", "stacking", "components", "components_readings", "effmod_components"])
 def test_reproducible_rows_match_the_paper(name):
-    table = ablation_table(load_ablation(ABLATIONS / f"{name}.yaml"), [], {})
+    table = ablation_table(load_ablation(ABLATIONS / f"{name}.yaml"), [])
     marked = [r for r in table["rows"] if r["reproduces_paper"]]
     assert marked
     for r in marked:

@@ -68,3 +68,20 @@ def test_console_script_subprocess(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "archspace.cli", "validate", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "malformed YAML" in proc.stderr
+
+
+def test_evaluate_zero_cost_and_training(capsys):
+    assert main(["evaluate", "smt_m_6p5m", "--evaluator", "naswot", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["proxy"] == "naswot" and d["score"] > 0 and d["batch_size"] == 64 and d["resolution"] == 32
+    assert main(["evaluate", "smt_m_6p5m", "--epochs", "1", "--train-subset", "100", "--quiet", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["status"] == "ok" and d["dataset"] == "fashion-mnist" and d["train_size"] == 100 and 0.0 <= d["top1"] <= 1.0
+
+
+def test_evaluate_errors(capsys, tmp_path):
+    assert main(["evaluate", "smt_t", "--evaluator", "foo"]) == 2
+    assert "--evaluator: 'foo' is not known" in capsys.readouterr().err
+    assert main(["evaluate", "smt_t", "--dataset", "cifar10", "--dataset-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path) in err

@@ -45,3 +45,10 @@ def run_plot_data(run_dir: Path, objectives: Sequence[tuple[str, str]], referenc
     dirs = [d for _, d in objectives]
     return fronts, hypervolume_curve([r for r in rows if r.get("verdict") == "complete" and r.get("cached_from") is None],
                                      keys, dirs)
+
+
+def with_presets(data: FrontData, presets: Sequence[dict], x_key: str = "latency_ms") -> FrontData:
+    """Add presets measured under the same protocol (rows of presets_cpu.csv) as reference points."""
+    refs = list(data.references) + [(float(p[x_key]), float(p["accuracy"]), str(p["preset"])) for p in presets
+                                    if p.get(x_key) is not None and p.get("accuracy") is not None]
+    return data._replace(references=refs)

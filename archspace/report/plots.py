@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .pareto import LABELS, FrontData
 
@@ -16,10 +16,13 @@ def _plt():
     return plt
 
 
-def plot_front(data: FrontData, path_stem: Path, title: str = "") -> list[Path]:
-    """Scatter of all trials, the Pareto front highlighted, references starred; writes .png and .svg."""
+def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "", ax=None) -> list[Path]:
+    """Scatter of all trials, the Pareto front highlighted, references starred; writes .png and .svg when given a path."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    else:
+        fig = ax.figure
     if data.points:
         xs, ys, _ = zip(*data.points)
         ax.scatter(xs, ys, s=22, color="#9aa5b1", label="trials", zorder=2)
@@ -37,11 +40,12 @@ def plot_front(data: FrontData, path_stem: Path, title: str = "") -> list[Path]:
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out = []
-    for ext in ("png", "svg"):
-        p = Path(f"{path_stem}.{ext}")
-        fig.savefig(p)
-        out.append(p)
-    plt.close(fig)
+    if path_stem is not None:
+        for ext in ("png", "svg"):
+            p = Path(f"{path_stem}.{ext}")
+            fig.savefig(p)
+            out.append(p)
+        plt.close(fig)
     return out
 
 

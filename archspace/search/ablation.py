@@ -126,7 +126,18 @@ def rank_correlation(a: list[float], b: list[float]) -> dict[str, Optional[float
     return {"kendall_tau": clean(tau), "spearman": clean(rho), "n": len(pairs)}
 
 
-def ablation_table(ab: Ablation, rows: list[dict], trials: dict[int, dict]) -> dict[str, Any]:
+def measure_rows(ab: Ablation) -> dict[str, Any]:
+    """Latency records of every row (1000 classes), repeats interleaved across rows so noise hits them alike."""
+    from ..measure.latency import measure_latencies
+    from ..nn.build import build
+
+    m = ab.measure
+    models = {row.label: build(row.network()).eval() for row in ab.rows}
+    return measure_latencies(models, device=m.device, batch=m.batch, resolution=m.resolution, threads=m.threads,
+                             warmup=m.warmup, repeats=m.repeats)
+
+
+def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Per-row results: paper-protocol params and FLOPs (1000 classes, 224), latency, proxy top-1 over seeds, paper columns."""
     from statistics import mean, pstdev
 
@@ -138,6 +149,8 @@ def ablation_table(ab: Ablation, rows: list[dict], trials: dict[int, dict]) -> d
         mine = [r for r in rows if r.get("verdict") == "complete" and json.loads(r["params"]).get("row") == row.label]
         acc = [float(r["accuracy"]) for r in mine if r.get("accuracy") is not None]
         lat = [float(r["latency_ms"]) for r in mine if r.get("latency_ms") is not None]
+        if latency and row.label in latency:
+            lat = [latency[row.label].median_ms]
         out_rows.append({
             "label": row.label, "params": c["params"], "params_M": round(c["params"] / 1e6, 2),
             "gmacs_smt_paper": round(c["smt-paper"] / 1e9, 3), "gmacs_fvcore": round(c["fvcore"] / 1e9, 3),
@@ -166,10 +179,10 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
     space = as_space(ab)
     run_search(space, run_dir, storage=storage, progress=progress)
     rows, _ = rows_and_specs(open_study(space, run_dir, storage))
-    table = ablation_table(ab, rows, {})
-    latency = next((r for r in rows if r.get("verdict") == "complete"), None)
+    records = measure_rows(ab) if ab.measure.latency else None
+    table = ablation_table(ab, rows, records)
     study = open_study(space, run_dir, storage)
-    rec = next((t.user_attrs.get("latency") for t in study.get_trials(deepcopy=False) if t.user_attrs.get("latency")), None)
+    rec = next(iter(records.values())).model_dump(mode="json") if records else None
     acc = next((t.user_attrs.get("accuracy") for t in study.get_trials(deepcopy=False) if t.user_attrs.get("accuracy")), None)
     table["protocol"] = {
         "source": source, "date": datetime.date.today().isoformat(), "seeds": ab.seeds,
@@ -179,7 +192,10 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
         "latency": (rec or {}).get("protocol"),
         "params_flops": f"224x224, 1000 classes, batch 1; FLOPs as MACs ({ab.flops_convention} convention)",
     }
-    _ = latency
+    if records:
+        table["protocol"]["latency_note"] = "measured after the trials for all rows at once, repeats interleaved across rows"
+        for r in table["rows"]:
+            r["latency_cv"] = round(records[r["label"]].cv, 4)
     out_dir = Path(out_dir)
     cols = ["label", "params", "params_M", "paper_params_M", "params_match", "gmacs_smt_paper", "gmacs_fvcore",
             "paper_gflops", "gflops_match", "latency_ms", "images_per_s", "paper_throughput", "top1_mean", "top1_std",

@@ -77,8 +77,6 @@ def prepare(space: Space, values: dict[str, Any], base: Optional[dict] = None) -
 
 def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]] = None) -> Outcome:
     """The expensive part: latency (if asked for), then accuracy from the space's evaluator."""
-    import torch
-
     from ..nn.build import build
     from ..spec.io import spec_from_dict
 
@@ -101,26 +99,20 @@ def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]]
             out.seconds += time.perf_counter() - t0
             return out
     ev = space.evaluator
-    if ev.kind == "train":
-        from ..evaluate.train import TrainBudget, train_proxy
+    from ..evaluate import TrainBudget, evaluate
 
-        budget = TrainBudget.cpu_default(**ev.budget) if ev.device == "cpu" else TrainBudget.gpu_default(**ev.budget)
-        budget = budget.model_copy(update={"seed": out.seed})
-        result = train_proxy(lambda: build(spec), budget, ev.dataset, dataset_root=ev.dataset_root,
-                             device=ev.device, progress=progress)
-        out.accuracy = result.model_dump(mode="json")
+    budget = TrainBudget.cpu_default(**ev.budget) if ev.device == "cpu" else TrainBudget.gpu_default(**ev.budget)
+    budget = budget.model_copy(update={"seed": out.seed})
+    result = evaluate(lambda: build(spec), ev.kind, budget=budget, dataset=ev.dataset, dataset_root=ev.dataset_root,
+                      device=ev.device, progress=progress)
+    out.accuracy = result.model_dump(mode="json")
+    if ev.kind == "train":
         if result.status != "ok":
             out.verdict, out.reason = ("pruned" if result.status == "pruned" else "failed"), result.reason or result.status
         else:
             out.values["accuracy"] = 100.0 * float(result.top1)
     else:
-        from ..evaluate.proxies import proxy_batch, score_proxy
-
-        torch.manual_seed(out.seed)
-        model = build(spec)
-        res = score_proxy(model, ev.kind, proxy_batch(seed=out.seed), seed=out.seed)
-        out.accuracy = res.model_dump(mode="json")
-        out.values["accuracy"] = float(res.score)
+        out.values["accuracy"] = float(result.score)
     out.seconds += time.perf_counter() - t0
     return out
 
