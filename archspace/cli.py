@@ -316,6 +316,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .measure import compare, measure_latencies, profile_flops
+    from .nn.build import build
+    from .spec.io import load_spec
+
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device: {args.device!r} but CUDA is not available on this machine (use --device cpu)")
+    specs = {}
+    for item in args.specs:
+        spec = load_spec(item)
+        specs[spec.name or Path(item).stem] = spec
+    runtime = args.runtime if args.runtime != "onnxrt" else f"onnxrt-{'cuda' if args.device.startswith('cuda') else 'cpu'}"
+    console = Console(stderr=True, quiet=args.quiet)
+    out: dict[str, dict] = {}
+    with console.status("building and counting") as status:
+        models = {}
+        for name, spec in specs.items():
+            status.update(f"{name}: building")
+            model = build(spec).eval()
+            status.update(f"{name}: counting FLOPs ({', '.join(args.flops)})")
+            rec = profile_flops(model, (1, spec.in_chans, args.resolution, args.resolution), args.flops)
+            out[name] = {"params": sum(p.numel() for p in model.parameters()), "flops": rec.macs,
+                         "flops_record": rec.model_dump(mode="json")}
+            models[name] = model
+        if not args.no_latency:
+            status.update(f"timing {len(models)} model(s), repeats interleaved: {args.repeats} x batch {args.batch} on {args.device}")
+            records = measure_latencies(models, device=args.device, batch=args.batch, resolution=args.resolution,
+                                        dtype=args.dtype, runtime=runtime, threads=args.threads, warmup=args.warmup,
+                                        repeats=args.repeats, channels_last=args.channels_last)
+            for name, rec in records.items():
+                out[name]["latency"] = rec.model_dump(mode="json")
+    if args.format == "json":
+        print(json.dumps(out if len(out) > 1 else next(iter(out.values())) | {"name": next(iter(out))}, indent=2))
+        return 0
+    rows = []
+    for name, d in out.items():
+        lat = d.get("latency") or {}
+        rows.append([name, f"{d['params']:,}", *(f"{d['flops'][c] / 1e9:.4f}" for c in args.flops),
+                     *( [f"{lat['median_ms']:.2f}", f"{lat['p90_ms']:.2f}", f"{lat['cv']:.3f}", f"{lat['images_per_s']:.1f}"] if lat else [])])
+    heads = ["model", "params", *(f"GMACs {c}" for c in args.flops)] + (["median ms", "p90 ms", "cv", "img/s"] if not args.no_latency else [])
+    print(_rows(heads, rows))
+    if not args.no_latency:
+        first = next(iter(out.values()))["latency"]["protocol"]
+        print(f"protocol: {first['device_name']}, {first['runtime']}, {first['dtype']}, batch {first['batch']}, "
+              f"{first['resolution']} px, {first['threads']} thread(s), warm-up {first['warmup']}, {first['repeats']} repeats "
+              f"interleaved, statistic {first['statistic']}; FLOPs as MACs at batch 1")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The archspace argument parser."""
     p = _Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
@@ -339,6 +392,23 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True, help="spec file or preset name of the checkpoint's network")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("profile", help="params, FLOPs in named conventions, latency records; several models side by side")
+    s.add_argument("specs", nargs="+", help="spec files or preset names")
+    s.add_argument("--flops", nargs="+", default=["smt-paper", "fvcore", "full"], choices=["smt-paper", "fvcore", "full"])
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--runtime", default="eager", choices=["eager", "compile", "onnxrt"])
+    s.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--resolution", type=int, default=224)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--warmup", type=int, default=5)
+    s.add_argument("--repeats", type=int, default=30)
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--no-latency", action="store_true", help="count only")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_profile)
 
     s = sub.add_parser("evaluate", help="accuracy of a spec: proxy training or a zero-cost proxy on real data")
     s.add_argument("spec", help="spec file or preset name")

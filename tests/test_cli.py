@@ -85,3 +85,25 @@ def test_evaluate_errors(capsys, tmp_path):
     assert main(["evaluate", "smt_t", "--dataset", "cifar10", "--dataset-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err
+
+
+def test_profile_json_has_params_flops_latency(capsys):
+    assert main(["profile", "smt_m_6p5m", "efficientmod_xxs", "--repeats", "2", "--warmup", "0", "--resolution", "64",
+                 "--format", "json", "--quiet"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"smt_m_6p5m", "efficientmod_xxs"}
+    from archspace.measure.complexity import complexity
+    for name, rec in d.items():
+        assert rec["params"] == complexity(name)["params"]
+        assert rec["flops"] == {k: complexity(name, 64)[k] for k in ("smt-paper", "fvcore", "full")}
+        lat = rec["latency"]
+        assert lat["protocol"]["batch"] == 1 and lat["protocol"]["threads"] == 1 and lat["protocol"]["resolution"] == 64
+        assert lat["median_ms"] > 0 and lat["protocol"]["repeats"] == 2
+
+
+def test_profile_cuda_without_gpu(capsys):
+    import torch
+    if torch.cuda.is_available():
+        return
+    assert main(["profile", "smt_t", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
