@@ -26,6 +26,12 @@ def test_import_archspace_does_not_import_ray():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+def test_import_archspace_is_light():
+    code = ("import sys, archspace; print(sorted(m for m in ('optuna', 'fvcore', 'ptflops', 'matplotlib', 'ray', "
+            "'torchvision', 'timm', 'scipy', 'rich') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
 def test_ray_backend_local_instance(tmp_path):
     space_file = tmp_path / "raytiny.yaml"
     space_file.write_text(yaml.safe_dump(SPACE))

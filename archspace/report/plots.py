@@ -16,6 +16,17 @@ def _plt():
     return plt
 
 
+def _save(fig, path_stem: Path) -> list[Path]:
+    """Write a figure as .png and .svg and close it."""
+    out = []
+    for ext in ("png", "svg"):
+        p = Path(f"{path_stem}.{ext}")
+        fig.savefig(p)
+        out.append(p)
+    _plt().close(fig)
+    return out
+
+
 def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "", ax=None) -> list[Path]:
     """Scatter of all trials, the Pareto front highlighted, references starred; writes .png and .svg when given a path."""
     plt = _plt()
@@ -39,14 +50,7 @@ def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "
     ax.set_title(title or f"{LABELS.get(data.y_key)} vs {LABELS.get(data.x_key)}", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out = []
-    if path_stem is not None:
-        for ext in ("png", "svg"):
-            p = Path(f"{path_stem}.{ext}")
-            fig.savefig(p)
-            out.append(p)
-        plt.close(fig)
-    return out
+    return _save(fig, path_stem) if path_stem is not None else []
 
 
 def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title: str = "") -> list[Path]:
@@ -62,10 +66,4 @@ def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title:
     ax.grid(alpha=0.3)
     ax.set_title(title or "hypervolume over trials", fontsize=10)
     fig.tight_layout()
-    out = []
-    for ext in ("png", "svg"):
-        p = Path(f"{path_stem}.{ext}")
-        fig.savefig(p)
-        out.append(p)
-    plt.close(fig)
-    return out
+    return _save(fig, path_stem)

@@ -1,0 +1,29 @@
+"""Every notebook executes on the CPU, re-running its experiment at a small budget (ARCHSPACE_NOTEBOOK_RERUN=1)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_the_notebooks_exist():
+    names = {p.stem for p in NOTEBOOKS}
+    assert {"ablation_heads", "ablation_aggregation", "ablation_stacking", "ablation_components", "pareto"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes(path, monkeypatch):
+    monkeypatch.setenv("ARCHSPACE_NOTEBOOK_RERUN", "1")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    kinds = {k for o in outputs for k in o.get("data", {})}
+    assert "text/markdown" in kinds and "image/png" in kinds  # a table and a plot
