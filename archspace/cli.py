@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -120,23 +119,11 @@ def _load_checkpoint(path: Path) -> dict:
     return obj
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, renamed into place only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     import torch
 
     from .nn.build import HybridNet
+    from .files import atomic_write
     from .nn.convert import convert_official
     from .spec.io import load_spec
 
@@ -155,7 +142,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         else:
             torch.save(state, tmp)
 
-    _atomic_write(out, write)
+    atomic_write(out, write)
     print(f"wrote {out}: {len(state)} tensors, {sum(v.numel() for v in state.values() if v.is_floating_point()):,} values")
     return 0
 
@@ -165,7 +152,7 @@ def _space_for_run(args: argparse.Namespace):
     import yaml
 
     from .search.space import Space, load_space
-    from .search.store import atomic_write_text
+    from .files import atomic_write_text
 
     space = load_space(args.space)
     update: dict[str, Any] = {}

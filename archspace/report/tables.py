@@ -105,7 +105,7 @@ def rerun_small(ablation_file: Path, workdir: Path, evaluator: Optional[dict] = 
     from ..search.ablation import load_ablation as load_file, run_ablation
 
     ab = load_file(ablation_file)
-    small = evaluator or {"kind": "train", "budget": {"epochs": 1, "train_subset": 200, "test_subset": 200,
+    small = evaluator or {"kind": "train", "budget": {"epochs": 1, "train_subset": 100, "test_subset": 100,
                                                       "resolution": 32, "batch_size": 50, "threads": 2}}
     ab = type(ab).model_validate({**ab.model_dump(), "evaluator": small, "seeds": 1, "measure": {"latency": False}})
     return run_ablation(ab, Path(workdir) / "run", Path(workdir) / "out", source=f"{ablation_file} (small re-run)")

@@ -174,7 +174,8 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
     import datetime
 
     from .engine import open_study, rows_and_specs, run_search
-    from .store import _csv, atomic_write_text
+    from ..files import atomic_write_text
+    from .store import to_csv
 
     space = as_space(ab)
     run_search(space, run_dir, storage=storage, progress=progress)
@@ -200,6 +201,6 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
     cols = ["label", "params", "params_M", "paper_params_M", "params_match", "gmacs_smt_paper", "gmacs_fvcore",
             "paper_gflops", "gflops_match", "latency_ms", "images_per_s", "paper_throughput", "top1_mean", "top1_std",
             "seeds", "paper_top1", "reproduces_paper"]
-    atomic_write_text(out_dir / f"ablation_{ab.name}.csv", _csv(table["rows"], cols))
+    atomic_write_text(out_dir / f"ablation_{ab.name}.csv", to_csv(table["rows"], cols))
     atomic_write_text(out_dir / f"ablation_{ab.name}.json", json.dumps(table, indent=2) + "\n")
     return table

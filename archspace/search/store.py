@@ -3,27 +3,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from ..files import atomic_write_text
 from .space import Space
 
 COLUMNS = ["number", "state", "verdict", "reason", "spec_hash", "mparams", "gmacs", "latency_ms", "images_per_s",
            "accuracy", "reference", "cached_from", "retry_of", "seconds", "params"]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary sibling so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _csv(rows: Iterable[dict], columns: Sequence[str]) -> str:
+def to_csv(rows: Iterable[dict], columns: Sequence[str]) -> str:
     import io
 
     buf = io.StringIO()
@@ -117,11 +107,11 @@ def write_results(run_dir: Path, space: Space, rows: list[dict], specs: dict[str
     import yaml
 
     run_dir = Path(run_dir)
-    atomic_write_text(run_dir / "trials.csv", _csv(rows, COLUMNS))
+    atomic_write_text(run_dir / "trials.csv", to_csv(rows, COLUMNS))
     keys = [o.key for o in space.objectives]
     complete = [r for r in rows if r.get("verdict") == "complete"]
     front = pareto_front(complete, keys, space.directions)
-    atomic_write_text(run_dir / "pareto.csv", _csv(front, COLUMNS))
+    atomic_write_text(run_dir / "pareto.csv", to_csv(front, COLUMNS))
     pdir = run_dir / "pareto"
     pdir.mkdir(exist_ok=True)
     keep = set()
