@@ -247,7 +247,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     ab = type(ab).model_validate({**ab.model_dump(), **update})
     run_dir = Path(args.run_dir or Path("runs") / f"ablation_{ab.name}")
     table = run_ablation(ab, run_dir, Path(args.out), storage=args.storage,
-                         progress=SearchProgress(f"ablation {ab.name}", enabled=not args.quiet), source=str(args.file))
+                         progress=SearchProgress(f"ablation {ab.name}", enabled=not args.quiet), source=str(args.file),
+                         latency_repeats=args.latency_repeats)
     keys = ["label", "params_M", "paper_params_M", "gmacs_smt_paper", "paper_gflops", "latency_ms", "top1_mean", "top1_std", "paper_top1"]
     _emit(args, table, lambda t: t["title"] + "\n" + _rows(keys, [[("" if r[k] is None else r[k]) for k in keys] for r in t["rows"]])
           + f"\nrank correlation with the paper's top-1: {t['rank_correlation_vs_paper']}")
@@ -432,6 +433,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-dir", help="study folder (default runs/ablation_<name>)")
     s.add_argument("--storage")
     s.add_argument("--out", default="experiments/results", help="where the table CSV/JSON go")
+    s.add_argument("--latency-repeats", type=int, help="repeats of the final interleaved latency measurement of all rows")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_ablate)

@@ -8,10 +8,7 @@ from .pareto import LABELS, FrontData
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless machines fall back to Agg; notebooks keep their inline backend
 
     return plt
 
@@ -42,8 +39,10 @@ def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "
         ax.plot(fx, fy, "-o", color="#d62728", ms=6, lw=1.8, label="Pareto front", zorder=3, drawstyle="steps-post")
         for x, y, n in data.front:
             ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7, color="#d62728")
-    for x, y, label in data.references:
-        ax.scatter([x], [y], marker="*", s=160, color="#1f77b4", edgecolor="black", zorder=4, label=label)
+    for i, (x, y, label) in enumerate(data.references):
+        ax.scatter([x], [y], marker="*", s=160, color="#1f77b4", edgecolor="black", zorder=4,
+                   label="reference (same protocol)" if i == 0 else None)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(7, 3), fontsize=7, color="#1f4e79")
     ax.set_xlabel(LABELS.get(data.x_key, data.x_key))
     ax.set_ylabel(LABELS.get(data.y_key, data.y_key))
     ax.grid(alpha=0.3)

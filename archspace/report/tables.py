@@ -67,9 +67,6 @@ def ablation_plot_data(table: dict[str, Any]) -> list[tuple[str, Optional[float]
 
 def plot_ablation(table: dict[str, Any], ax=None):
     """Proxy top-1 (mean ± spread over seeds) beside the paper's top-1, one pair of bars per row."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     data = ablation_plot_data(table)

@@ -126,7 +126,7 @@ def rank_correlation(a: list[float], b: list[float]) -> dict[str, Optional[float
     return {"kendall_tau": clean(tau), "spearman": clean(rho), "n": len(pairs)}
 
 
-def measure_rows(ab: Ablation) -> dict[str, Any]:
+def measure_rows(ab: Ablation, repeats: Optional[int] = None) -> dict[str, Any]:
     """Latency records of every row (1000 classes), repeats interleaved across rows so noise hits them alike."""
     from ..measure.latency import measure_latencies
     from ..nn.build import build
@@ -134,7 +134,7 @@ def measure_rows(ab: Ablation) -> dict[str, Any]:
     m = ab.measure
     models = {row.label: build(row.network()).eval() for row in ab.rows}
     return measure_latencies(models, device=m.device, batch=m.batch, resolution=m.resolution, threads=m.threads,
-                             warmup=m.warmup, repeats=m.repeats)
+                             warmup=m.warmup, repeats=repeats or m.repeats)
 
 
 def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, Any]] = None) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, A
 
 
 def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optional[str] = None, progress: Any = None,
-                 source: str = "") -> dict[str, Any]:
+                 source: str = "", latency_repeats: Optional[int] = None) -> dict[str, Any]:
     """Evaluate every (row, seed) with the resumable engine and write ablation_<name>.csv/.json to ``out_dir``."""
     import datetime
 
@@ -180,7 +180,7 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
     space = as_space(ab)
     run_search(space, run_dir, storage=storage, progress=progress)
     rows, _ = rows_and_specs(open_study(space, run_dir, storage))
-    records = measure_rows(ab) if ab.measure.latency else None
+    records = measure_rows(ab, latency_repeats) if ab.measure.latency else None
     table = ablation_table(ab, rows, records)
     study = open_study(space, run_dir, storage)
     rec = next(iter(records.values())).model_dump(mode="json") if records else None

@@ -1,0 +1,82 @@
+"""Writes the notebooks in notebooks/ (their cells only call library functions); execute them with nbclient afterwards."""
+import nbformat as nbf
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "notebooks"
+ABL = {
+    "heads": ("SMT Table 7: number of MHMC heads", "MHMC splits the channels into heads, each with its own depth-wise kernel (3, 5, 7, ...). The paper varies the number of heads on SMT-T (1, 2, 4, 6, 8); 6 heads do not divide the widths, so archspace keeps both uneven splits (`front`, `last`)."),
+    "aggregation": ("SMT Table 8: aggregation after MHMC", "What mixes the heads' outputs before they modulate the value: nothing, one or two linears, a dense inverted bottleneck (IBN), or SMT's grouped scale-aware aggregation (SAA)."),
+    "stacking": ("SMT Table 9: stacking in the penultimate stage", "Stage 3 of SMT-T with only SAM, only MSA, SAM and MSA alternating (the evolutionary hybrid), or four SAM then four MSA."),
+    "components": ("SMT Table 10: from attention-free to SMT-T", "The component path: an attention-free network of single-head depth-wise modulation, then MHMC, then SAA, then the evolutionary hybrid stacking (SMT-T). The readings are those whose parameters and FLOPs round to the paper's (`components_readings.yaml` has all 27)."),
+    "effmod_components": ("EfficientMod Table 5: the context branch", "EfficientMod-s_conv with f, the 7x7 depth-wise conv or g removed from the context branch, and with the modulation (multiplication) replaced by a sum."),
+}
+SETUP = """%matplotlib inline
+import os, tempfile
+from pathlib import Path
+from IPython.display import Markdown, display
+import matplotlib.pyplot as plt
+from archspace.report import tables
+RESULTS = tables.results_dir()
+RERUN = os.environ.get("ARCHSPACE_NOTEBOOK_RERUN") == "1"  # set to re-run at a small CPU budget"""
+
+
+def ablation_nb(name, title, intro):
+    nb = nbf.v4.new_notebook()
+    nb.cells = [
+        nbf.v4.new_markdown_cell(f"# {title}\n\n{intro}\n\nThe table below is read from the committed result "
+                                 f"`experiments/results/ablation_{name}.json`, produced by\n\n"
+                                 f"```bash\narchspace ablate experiments/ablations/{name}.yaml\n```\n\n"
+                                 "Parameters and FLOPs are at the paper's protocol (224 px, 1000 classes); the accuracy is a "
+                                 "proxy (short training on real Fashion-MNIST), so compare its *order* with the paper's, "
+                                 "not its values."),
+        nbf.v4.new_code_cell(SETUP),
+        nbf.v4.new_code_cell(f'table = tables.load_ablation("{name}", RESULTS)\ndisplay(Markdown(tables.ablation_markdown(table)))'),
+        nbf.v4.new_code_cell("tables.plot_ablation(table)\nplt.show()"),
+        nbf.v4.new_code_cell("display(Markdown(tables.order_agreement(table)))"),
+        nbf.v4.new_markdown_cell("## Re-run at a small budget\n\nWith `ARCHSPACE_NOTEBOOK_RERUN=1` the same table is "
+                                 "recomputed from scratch at a tiny CPU budget (1 seed, 100 training images, no latency) "
+                                 "through the same machinery; CI does this for every notebook."),
+        nbf.v4.new_code_cell(f'if RERUN:\n    small = tables.rerun_small(RESULTS.parent / "ablations" / "{name}.yaml", Path(tempfile.mkdtemp()))\n'
+                             f'    display(Markdown(tables.ablation_markdown(small)))'),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbf.write(nb, OUT / f"ablation_{name}.ipynb")
+
+
+for name, (title, intro) in ABL.items():
+    ablation_nb(name, title, intro)
+
+nb = nbf.v4.new_notebook()
+nb.cells = [
+    nbf.v4.new_markdown_cell("# Accuracy against latency: a search around SMT-T and the paper presets\n\n"
+                             "The trials of `archspace search spaces/smt.yaml` (committed in `experiments/results/search_smt/`) "
+                             "and the paper presets measured under the same CPU protocol (`experiments/presets_cpu.py`, "
+                             "`experiments/results/presets_cpu.csv`): batch-1 latency at 224 px on one CPU thread, "
+                             "proxy top-1 after the same short Fashion-MNIST training."),
+    nbf.v4.new_code_cell(SETUP + "\nfrom archspace.report.pareto import front_data, with_presets\n"
+                         "from archspace.report.plots import plot_front\nfrom archspace.search.store import read_csv"),
+    nbf.v4.new_code_cell('trials = read_csv(RESULTS / "search_smt" / "trials.csv")\npresets = read_csv(RESULTS / "presets_cpu.csv")\n'
+                         'refs = {r["number"]: "smt_t (search base)" for r in trials if r.get("reference") == "base"}\n'
+                         'data = with_presets(front_data(trials, "latency_ms", references=refs), [p for p in presets if p["preset"] != "smt_t"])\n'
+                         'fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)\n'
+                         'plot_front(data, ax=ax, title=f"{len(data.points)} searched architectures and {len(presets)} presets (CPU, batch 1, 224 px)")\nplt.show()'),
+    nbf.v4.new_code_cell('front = read_csv(RESULTS / "search_smt" / "pareto.csv")\n'
+                         'display(Markdown(tables.pareto_markdown(front, ["accuracy", "latency_ms", "gmacs", "mparams"])))\n'
+                         'display(Markdown(tables.markdown_table(presets, [("preset", "preset"), ("params", "params"), ("gmacs_smt_paper", "GMACs"), '
+                         '("latency_ms", "latency (ms)"), ("accuracy", "proxy top-1"), ("device", "device")])))'),
+    nbf.v4.new_markdown_cell("## Re-run at a small budget\n\nWith `ARCHSPACE_NOTEBOOK_RERUN=1`, a four-trial search of a "
+                             "small space runs from scratch (tiny training, latency at 64 px) and is plotted the same way."),
+    nbf.v4.new_code_cell('if RERUN:\n    from archspace.search.space import load_space\n    from archspace.search.engine import run_search\n'
+                         '    import yaml\n    work = Path(tempfile.mkdtemp())\n'
+                         '    space = yaml.safe_load((RESULTS.parent.parent / "spaces" / "smt.yaml").read_text())\n'
+                         '    space.update(base="smt_m_6p5m", budget={"trials": 4}, sampler={"kind": "random"},\n'
+                         '                 evaluator={"kind": "train", "budget": {"epochs": 1, "train_subset": 100, "test_subset": 100, "batch_size": 50, "threads": 2}},\n'
+                         '                 measure={"resolution": 64, "repeats": 3, "warmup": 1}, constraints={})\n'
+                         '    (work / "small.yaml").write_text(yaml.safe_dump(space))\n'
+                         '    run_search(load_space(work / "small.yaml"), work / "run")\n'
+                         '    small = read_csv(work / "run" / "trials.csv")\n'
+                         '    fig, ax = plt.subplots(figsize=(6, 4))\n    plot_front(front_data(small, "latency_ms"), ax=ax, title="small re-run")\n    plt.show()'),
+]
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nbf.write(nb, OUT / "pareto.ipynb")
+print("ok")
