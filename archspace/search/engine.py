@@ -34,7 +34,6 @@ def make_sampler(space: Space, offset: int = 0):
     """The Optuna sampler a space asks for, seeded (offset by the finished trials so a resume samples anew)."""
     optuna = _optuna()
     s, seed = space.sampler, space.seed + offset
-    multi = len(space.objectives) > 1
     if s.kind == "nsga2":
         pop = s.population_size or max(4, min(50, space.budget.trials // 3))
         return optuna.samplers.NSGAIISampler(population_size=pop, seed=seed)
@@ -48,7 +47,6 @@ def make_sampler(space: Space, offset: int = 0):
     if s.kind == "grid":  # the grid itself is enqueued by run_search; the sampler only fills gaps
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"sampler.kind: {s.kind!r} is not known")  # unreachable: validated by the schema
-    _ = multi
 
 
 def _worker_id() -> str:

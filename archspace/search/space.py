@@ -447,8 +447,6 @@ def check_space(space: Space, source: str = "space") -> None:
             head = path.split(".")[0]
             if _TOKEN.match(head) is None or _TOKEN.match(head).group(1) not in NetSpec.model_fields:
                 raise SpecError(f"{source}: params[{i}].path: {path}: {head!r} is not a spec field")
-    from ..measure.complexity import complexity
-
     c = space.constraints
     if c.max_params is not None or c.max_flops is not None:
         floor = _smallest_cost(space, data)
@@ -464,7 +462,6 @@ def check_space(space: Space, source: str = "space") -> None:
             TrainBudget.cpu_default(**space.evaluator.budget)
         except ValidationError as exc:
             raise SpecError(f"{source}: evaluator.budget.{first_error(exc)}") from None
-    _ = complexity  # imported for the floor computation
 
 
 def _copy(data: dict) -> dict:
