@@ -185,7 +185,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.backend == "ray":
         from .search.ray_engine import run_ray
 
-        summary = run_ray(space, run_dir, address=args.address, storage=args.storage, progress=progress)
+        summary = run_ray(space, run_dir, address=args.address, storage=args.storage, progress=progress,
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
     else:
         from .search.engine import run_search
 
@@ -415,8 +416,11 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="search a space for the Pareto front (resumes an interrupted run)")
     s.add_argument("space", help="space file, e.g. spaces/smt.yaml")
     s.add_argument("--run-dir", help="results folder (default runs/<space name>)")
-    s.add_argument("--storage", help="Optuna storage URL shared by workers (default: SQLite in the run folder)")
+    s.add_argument("--storage", help="Optuna storage shared by workers: sqlite:///, postgresql://... or journal:///path "
+                                     "(default: SQLite in the run folder)")
     s.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs reserved per trial")
+    s.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs reserved per trial")
     s.add_argument("--address", help="Ray cluster address to join (default: a local Ray instance)")
     s.add_argument("--trials", type=int, help="finished trials to reach (overrides the space's budget)")
     s.add_argument("--timeout", type=float, help="stop after this many seconds")

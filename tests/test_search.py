@@ -199,3 +199,17 @@ def test_changed_space_refuses_old_run_dir(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(space_file), "--run-dir", str(run), "--quiet"]) == 2
     assert "holds a run of a different space (differs in seed)" in capsys.readouterr().err
+
+
+def test_journal_storage_shared_by_two_runs(tmp_path):
+    """A journal file is an Optuna storage that several workers can share; a second run continues the first."""
+    space_file = write_space(tmp_path, {**CHEAP, "name": "journal", "budget": {"trials": 3}})
+    journal = tmp_path / "shared" / "study.log"
+    for trials in ("3", "5"):
+        assert main(["search", str(space_file), "--run-dir", str(tmp_path / "run"), "--storage", f"journal://{journal}",
+                     "--quiet", "--trials", trials]) == 0
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    study = optuna.load_study(study_name="journal", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert sum(finished(t) for t in study.trials) == 5
+    assert len(read_csv(tmp_path / "run" / "trials.csv")) == 5

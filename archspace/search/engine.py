@@ -89,10 +89,22 @@ def reap_stale(study) -> list[int]:
     return reaped
 
 
+def make_storage(url: str):
+    """An Optuna storage from a URL: any RDB URL (sqlite:///, postgresql://...) or journal:///path/to/file.log."""
+    optuna = _optuna()
+    if url.startswith("journal://"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url[len("journal://"):]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    return url
+
+
 def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, offset: int = 0):
     """Create or load the study of a space (same name, same directions)."""
     optuna = _optuna()
-    url = storage or default_storage(run_dir)
+    url = make_storage(storage or default_storage(run_dir))
     study = optuna.create_study(study_name=space.name, storage=url, directions=space.directions,
                                 sampler=make_sampler(space, offset), load_if_exists=True)
     if [d.name.lower() for d in study.directions] != space.directions:

@@ -86,7 +86,16 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
     modes = ["max" if o.direction == "maximize" else "min" for o in space.objectives]
     single = len(metrics) == 1
     points = [base_values(space)] if space.enqueue_base and base_values(space) is not None else None
-    searcher = OptunaSearch(space=DefineByRun(space),
+    optuna_storage = None
+    if storage:  # the sampler's study lives in the shared storage too (inspectable with optuna-dashboard)
+        import optuna
+
+        from .engine import make_storage
+
+        optuna_storage = make_storage(storage)
+        if isinstance(optuna_storage, str):
+            optuna_storage = optuna.storages.RDBStorage(optuna_storage)
+    searcher = OptunaSearch(space=DefineByRun(space), storage=optuna_storage, study_name=f"{space.name}_ray" if storage else None,
                             metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
                             points_to_evaluate=points, sampler=make_sampler(space))
     searcher = tune.search.ConcurrencyLimiter(searcher, max_concurrent=max(1, int((num_cpus or os.cpu_count() or 1) // cpus_per_trial)))
