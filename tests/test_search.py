@@ -213,3 +213,23 @@ def test_journal_storage_shared_by_two_runs(tmp_path):
     study = optuna.load_study(study_name="journal", storage=JournalStorage(JournalFileBackend(str(journal))))
     assert sum(finished(t) for t in study.trials) == 5
     assert len(read_csv(tmp_path / "run" / "trials.csv")) == 5
+
+
+def test_single_objective_training_search_reports_fidelities_and_prunes(tmp_path):
+    data = {**CHEAP, "name": "prune", "objectives": [{"metric": "accuracy", "direction": "maximize"}],
+            "evaluator": {"kind": "train", "budget": {"epochs": 3, "train_subset": 100, "test_subset": 100,
+                                                      "resolution": 32, "batch_size": 50, "threads": 1}},
+            "sampler": {"kind": "random", "pruner": "median"}, "budget": {"trials": 5},
+            "params": [{"name": "width3", "path": "stages[2].width", "choices": [64, 128, 256]},
+                       {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 2}]}
+    space = load_space(write_space(tmp_path, data))
+    run_search(space, tmp_path / "run")
+    trials = load(tmp_path / "run", "prune").get_trials(deepcopy=False)
+    assert sum(finished(t) for t in trials) == 5
+    fresh = [t for t in trials if "cached_from" not in t.user_attrs]
+    assert fresh and all(t.intermediate_values and min(t.intermediate_values) == 1 for t in fresh)
+    for t in trials:
+        if t.state == optuna.trial.TrialState.PRUNED:  # stopped after a fidelity, fewer epochs trained
+            assert t.user_attrs["verdict"] == "pruned" and t.user_attrs["pruned_at_epoch"] < 3
+        else:
+            assert t.state == optuna.trial.TrialState.COMPLETE and max(t.intermediate_values) == 3

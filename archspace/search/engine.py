@@ -89,6 +89,34 @@ def reap_stale(study) -> list[int]:
     return reaped
 
 
+def make_pruner(space: Space):
+    """Early stopping at the training fidelities (epochs 1, 3, 9, ...) for single-objective accuracy searches."""
+    optuna = _optuna()
+    prunable = len(space.objectives) == 1 and space.objectives[0].metric == "accuracy" and space.evaluator.kind == "train"
+    if not prunable or space.sampler.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if space.sampler.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=max(2, space.budget.trials // 5), n_warmup_steps=0)
+
+
+def pruning_callback(trial, space: Space, progress: Optional[Callable[[Any], Any]]) -> Callable[[Any], Optional[bool]]:
+    """A training progress callback that reports each fidelity to the trial and stops the run when it should be pruned."""
+    single = len(space.objectives) == 1
+
+    def on_event(event: Any) -> Optional[bool]:
+        if progress is not None:
+            progress(event)
+        if single and getattr(event, "kind", None) == "fidelity" and event.top1 is not None:
+            trial.report(100.0 * event.top1, step=event.epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", event.epoch)
+                return True
+        return None
+
+    return on_event
+
+
 def make_storage(url: str):
     """An Optuna storage from a URL: any RDB URL (sqlite:///, postgresql://...) or journal:///path/to/file.log."""
     optuna = _optuna()
@@ -106,7 +134,7 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, offse
     optuna = _optuna()
     url = make_storage(storage or default_storage(run_dir))
     study = optuna.create_study(study_name=space.name, storage=url, directions=space.directions,
-                                sampler=make_sampler(space, offset), load_if_exists=True)
+                                sampler=make_sampler(space, offset), pruner=make_pruner(space), load_if_exists=True)
     if [d.name.lower() for d in study.directions] != space.directions:
         raise ValueError(f"storage: study {space.name!r} exists with other objectives; use another --run-dir or --storage")
     return study
@@ -213,7 +241,7 @@ def run_search(
             if out.verdict == "complete":
                 if progress is not None:
                     progress.trial_started(trial.number, out)
-                out = measure(space, out, progress.train_event if progress is not None else None)
+                out = measure(space, out, pruning_callback(trial, space, progress.train_event if progress is not None else None))
             _record(study, trial, out)
             if out.verdict == "complete":
                 cache[out.cache_key] = (trial.number, out.values)

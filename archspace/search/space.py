@@ -139,6 +139,7 @@ class Sampler(Spec):
     kind: Literal["nsga2", "tpe", "random", "gp", "grid"] = "nsga2"
     population_size: Optional[PosInt] = None
     startup_trials: Optional[PosInt] = None
+    pruner: Literal["median", "halving", "none"] = "median"  # single-objective training searches only
 
 
 class Budget(Spec):
