@@ -334,10 +334,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
                          "flops_record": rec.model_dump(mode="json")}
             models[name] = model
         if not args.no_latency:
+            calibration = None
+            if args.calibrate and args.device == "cpu":
+                status.update(f"calibrating: timing the reference workload on {args.threads} thread(s)")
+                calibration = _profile_calibration(args)
             status.update(f"timing {len(models)} model(s), repeats interleaved: {args.repeats} x batch {args.batch} on {args.device}")
             records = measure_latencies(models, device=args.device, batch=args.batch, resolution=args.resolution,
                                         dtype=args.dtype, runtime=runtime, threads=args.threads, warmup=args.warmup,
-                                        repeats=args.repeats, channels_last=args.channels_last)
+                                        repeats=args.repeats, channels_last=args.channels_last, calibration=calibration)
             for name, rec in records.items():
                 out[name]["latency"] = rec.model_dump(mode="json")
     if args.format == "json":
@@ -348,14 +352,45 @@ def cmd_profile(args: argparse.Namespace) -> int:
         lat = d.get("latency") or {}
         rows.append([name, f"{d['params']:,}", *(f"{d['flops'][c] / 1e9:.4f}" for c in args.flops),
                      *( [f"{lat['median_ms']:.2f}", f"{lat['p90_ms']:.2f}", f"{lat['cv']:.3f}", f"{lat['images_per_s']:.1f}"] if lat else [])])
+    calibrated = any((d.get("latency") or {}).get("raw_median_ms") is not None for d in out.values())
+    if calibrated:
+        for row, d in zip(rows, out.values()):
+            row.append(f"{d['latency']['raw_median_ms']:.2f}")
     heads = ["model", "params", *(f"GMACs {c}" for c in args.flops)] + (["median ms", "p90 ms", "cv", "img/s"] if not args.no_latency else [])
+    heads += ["raw median ms"] if calibrated else []
     print(_rows(heads, rows))
     if not args.no_latency:
         first = next(iter(out.values()))["latency"]["protocol"]
         print(f"protocol: {first['device_name']}, {first['runtime']}, {first['dtype']}, batch {first['batch']}, "
               f"{first['resolution']} px, {first['threads']} thread(s), warm-up {first['warmup']}, {first['repeats']} repeats "
               f"interleaved, statistic {first['statistic']}; FLOPs as MACs at batch 1")
+        cal = first.get("calibration")
+        if cal:
+            speed = next(iter(out.values()))["latency"]["machine_speed"]
+            print(f"calibrated: {cal['reference']} took {cal['reference_ms']:.3f} ms when calibrated; the machine ran at "
+                  f"{speed:.2f}x that speed during timing (raw median: uncalibrated wall clock)")
     return 0
+
+
+def _profile_calibration(args: argparse.Namespace):
+    """The calibration for ``profile``: read from ``--calibration FILE`` when it exists (and fits), else measured (and saved there)."""
+    from .files import atomic_write_text
+    from .measure import Calibration, calibrate
+
+    path = Path(args.calibration) if args.calibration else None
+    if path is not None and path.exists():
+        try:
+            cal = Calibration.model_validate_json(path.read_text())
+        except ValueError:
+            raise UsageError(f"--calibration: {path} is not a calibration file (delete it to measure a new one)") from None
+        if cal.threads != args.threads:
+            raise UsageError(f"--calibration: {path} was measured with {cal.threads} thread(s), this profile uses "
+                             f"--threads {args.threads}; use another file")
+        return cal
+    cal = calibrate(threads=args.threads)
+    if path is not None:
+        atomic_write_text(path, cal.model_dump_json(indent=1) + "\n")
+    return cal
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -395,6 +430,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=30)
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--no-latency", action="store_true", help="count only")
+    s.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="CPU: rescale latencies by an interleaved reference workload (default on)")
+    s.add_argument("--calibration", metavar="FILE",
+                   help="CPU: reuse the calibration in FILE so separate runs share one unit; measured and saved there if missing")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_profile)

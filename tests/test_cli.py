@@ -107,3 +107,22 @@ def test_profile_cuda_without_gpu(capsys):
         return
     assert main(["profile", "smt_t", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_profile_calibration_file_is_written_once_and_shared(tmp_path, capsys):
+    cal_file = tmp_path / "cal.json"
+    args = ["profile", "efficientmod_xxs", "--repeats", "2", "--warmup", "0", "--resolution", "32", "--format", "json",
+            "--quiet", "--calibration", str(cal_file)]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)["latency"]
+    saved = json.loads(cal_file.read_text())
+    assert first["protocol"]["calibration"] == saved and saved["reference"] == "convnet112-v1"
+    assert first["raw_median_ms"] > 0 and first["machine_speed"] > 0
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)["latency"]
+    assert second["protocol"] == first["protocol"]  # same unit: the two runs compare
+    assert main([*args, "--threads", "2"]) == 2
+    assert "--calibration:" in capsys.readouterr().err and json.loads(cal_file.read_text()) == saved
+    assert main(["profile", "efficientmod_xxs", "--repeats", "2", "--warmup", "0", "--resolution", "32", "--format",
+                 "json", "--quiet", "--no-calibrate"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency"]["protocol"]["calibration"] is None

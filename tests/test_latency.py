@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 from archspace.measure import (
+    Calibration,
     LatencyProtocol,
     LatencyRecord,
+    calibrate,
+    calibrated_samples,
     compare,
     measure_latencies,
     measure_latency,
@@ -178,3 +183,100 @@ def test_cuda_latency_and_throughput() -> None:
     assert record.peak_memory_source == "cuda_max_allocated" and record.peak_memory_bytes > 0
     throughput = measure_throughput(Tiny(), device="cuda", batch=8, dtype="bf16", **FAST)
     assert throughput.protocol.batch == 8 and throughput.images_per_s > 0
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_calibrated_samples_rescale_by_the_neighbouring_reference_times() -> None:
+    # two models, two rounds: references r0 a r1 b r2 | r3 a r4 b r5
+    reference = [10.0, 20.0, 10.0, 5.0, 5.0, 15.0]
+    a = calibrated_samples([100.0, 50.0], reference, reference_ms=10.0, models=2, index=0)
+    b = calibrated_samples([30.0, 60.0], reference, reference_ms=10.0, models=2, index=1)
+    assert a == pytest.approx([100.0 * 10 / 15, 50.0 * 10 / 5])
+    assert b == pytest.approx([30.0 * 10 / 15, 60.0 * 10 / 10])
+    with pytest.raises(ValueError, match="reference: expected 6 reference times, got 5"):
+        calibrated_samples([1.0, 2.0], reference[:5], 10.0, 2, 0)
+
+
+def test_calibrate_is_a_record_and_leaves_global_state_alone() -> None:
+    rng = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
+    cal = calibrate(threads=1, warmup=1, repeats=5)
+    assert torch.equal(torch.random.get_rng_state(), rng) and torch.get_num_threads() == threads
+    assert isinstance(cal, Calibration) and cal.reference == "convnet112-v1"
+    assert cal.reference_ms > 0 and (cal.threads, cal.clock, cal.repeats) == (1, "wall", 5)
+    assert cal.torch_version == torch.__version__ and cal.device_name
+    assert Calibration.model_validate_json(cal.model_dump_json()) == cal
+    assert cal.label() == f"convnet112-v1={cal.reference_ms:.3f}ms"
+
+
+def test_calibrated_rounds_sandwich_every_model_between_reference_runs(monkeypatch) -> None:
+    import archspace.measure.latency as latency
+
+    log: list[str] = []
+    real = latency._reference_workload
+
+    def logged_reference():
+        run = real()
+        return lambda: (log.append("ref"), run())
+
+    monkeypatch.setattr(latency, "_reference_workload", logged_reference)
+    cal = Calibration(reference_ms=1.0, threads=1, repeats=1, device_name="test", torch_version=torch.__version__)
+    records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, calibration=cal, **{**FAST, "warmup": 0})
+    assert log[-5 * 3:] == ["ref", "a", "ref", "b", "ref"] * 3  # after the reference's own warm-up
+    for record in records.values():
+        assert record.protocol.calibration == cal
+        assert record.raw_median_ms > 0 and record.machine_speed > 0
+        # reference_ms=1 ms is far below a real pass of the reference, so calibrated < raw
+        assert record.median_ms < record.raw_median_ms
+    uncalibrated = measure_latency(Tiny(), **{**FAST, "warmup": 0})
+    assert uncalibrated.raw_median_ms is None and uncalibrated.machine_speed is None
+    table = compare([records["a"], uncalibrated])
+    assert "calibration" in table.differing and "raw_median_ms" in table.rows[0]
+    assert table.render().startswith("WARNING: protocols differ in calibration (convnet112-v1=1.000ms / None)")
+
+
+def test_calibration_must_match_the_protocol() -> None:
+    cal = Calibration(reference_ms=5.0, threads=2, repeats=1, device_name="test", torch_version=torch.__version__)
+    with pytest.raises(ValueError, match="calibration: measured with threads=2"):
+        measure_latency(Tiny(), calibration=cal, threads=1, **FAST)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only rule without CUDA")
+def test_calibration_is_cpu_only() -> None:
+    cal = Calibration(reference_ms=5.0, threads=1, repeats=1, device_name="test", torch_version=torch.__version__)
+    with pytest.raises(ValueError, match="device: 'cuda' requested"):
+        measure_latency(Tiny(), device="cuda", calibration=cal, **FAST)
+
+
+FAULTS = """
+import resource, sys, torch
+from archspace.measure import retain_freed_memory
+if sys.argv[1] == "retain":
+    assert retain_freed_memory()
+torch.set_num_threads(1)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(64, 256, 1),
+                          torch.nn.GELU(), torch.nn.Conv2d(256, 64, 1))
+x = torch.randn(1, 3, 96, 96)  # 256 x 96 x 96 floats: 9 MiB activations, above glibc's default mmap threshold
+with torch.inference_mode():
+    for _ in range(3):
+        net(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        net(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings")
+def test_retaining_freed_memory_removes_page_faults_from_timed_passes() -> None:
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    default, retained = faults("default"), faults("retain")
+    assert default > 1000  # every pass maps its large activations back in
+    assert retained < 50
+    record = measure_latency(Tiny(), **FAST)
+    assert record.protocol.retain_freed_memory is True

@@ -233,3 +233,23 @@ def test_single_objective_training_search_reports_fidelities_and_prunes(tmp_path
             assert t.user_attrs["verdict"] == "pruned" and t.user_attrs["pruned_at_epoch"] < 3
         else:
             assert t.state == optuna.trial.TrialState.COMPLETE and max(t.intermediate_values) == 3
+
+
+def test_cpu_latency_is_calibrated_once_per_study_and_reused_on_resume(tmp_path):
+    data = {**CHEAP, "name": "calibrated", "budget": {"trials": 2},
+            "measure": {"latency": True, "resolution": 32, "repeats": 2, "warmup": 0}}
+    space_file = write_space(tmp_path, data)
+    run = tmp_path / "run"
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet"]) == 0
+    stored = load(run, "calibrated").user_attrs["latency_calibration"]
+    assert stored["reference"] == "convnet112-v1" and stored["threads"] == 1 and stored["reference_ms"] > 0
+    assert main(["search", str(space_file), "--run-dir", str(run), "--trials", "3", "--quiet"]) == 0
+    study = load(run, "calibrated")
+    assert study.user_attrs["latency_calibration"] == stored  # the resumed run kept the study's unit
+    measured = [t.user_attrs["latency"] for t in study.trials if "latency" in t.user_attrs]
+    assert len(measured) == 3
+    for rec in measured:
+        assert rec["protocol"]["calibration"] == stored
+        assert rec["raw_median_ms"] > 0 and rec["machine_speed"] > 0
+    rows = read_csv(run / "trials.csv")
+    assert [r["latency_ms"] for r in rows] == pytest.approx([rec["median_ms"] for rec in measured])

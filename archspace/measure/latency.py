@@ -6,6 +6,13 @@ batch, resolution, memory format, threads, warm-up, repeats, statistic), so ever
 protocol fields differ instead of comparing unlike numbers silently. Nothing here changes
 global torch state behind the caller's back: the thread count is restored, and the caller's
 model is neither moved, cast nor left in another train/eval mode.
+
+On a shared CPU the machine's own speed drifts by 10-30% over seconds to minutes (other tenants,
+boost clocks), which no number of repeats averages away. A :class:`Calibration` fixes that: a
+small fixed reference workload is timed once (``calibrate``), then run right before and after
+every timed forward pass; each sample is rescaled by how much slower or faster the reference ran
+than at calibration time. Latencies measured against one calibration are comparable across
+profiles and processes on the same machine; the raw wall-clock median is kept beside them.
 """
 
 from __future__ import annotations
@@ -38,12 +45,38 @@ CLOCKS: tuple[str, ...] = ("wall", "thread")
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+REFERENCE_WORKLOAD = "convnet112-v1"
+
+
+class Calibration(BaseModel):
+    """The speed of the reference workload on this machine when calibrated: the unit of calibrated latency.
+
+    ``reference_ms`` is the median time of one pass of the reference workload (a fixed, seeded
+    7-layer conv net on a 1x3x112x112 input, fp32, eager) under ``threads`` and ``clock``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reference: Literal["convnet112-v1"] = REFERENCE_WORKLOAD
+    reference_ms: float
+    threads: int
+    clock: Literal["wall", "thread"] = "wall"
+    repeats: int
+    device_name: str
+    torch_version: str
+
+    def label(self) -> str:
+        """Short text naming the calibration, e.g. 'convnet112-v1=6.12ms'."""
+        return f"{self.reference}={self.reference_ms:.3f}ms"
+
+
 class LatencyProtocol(BaseModel):
     """The conditions of a latency measurement: two records compare only if these are equal.
 
     ``clock`` is ``wall`` (perf_counter, or CUDA events on a GPU) or ``thread``: the calling
     thread's CPU time, which leaves out the time the OS gives to other processes on a shared
-    machine (CPU, one thread, eager or compiled only).
+    machine (CPU, one thread, eager or compiled only). ``retain_freed_memory`` says the C
+    allocator kept freed memory mapped (see :func:`retain_freed_memory`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -61,6 +94,8 @@ class LatencyProtocol(BaseModel):
     statistic: Literal["median"] = "median"
     clock: Clock = "wall"
     torch_version: str
+    calibration: Calibration | None = None
+    retain_freed_memory: bool = False
 
 
 class LatencyRecord(BaseModel):
@@ -68,6 +103,10 @@ class LatencyRecord(BaseModel):
 
     ``interleaved_with`` counts the models whose repeats were interleaved with this one;
     ``load_average_1m`` is the machine's 1-minute load average when the measurement ended.
+    With a calibration, ``median_ms``, ``p90_ms``, ``mean_ms`` and ``cv`` are of calibrated
+    samples; ``raw_median_ms`` is the plain wall-clock median and ``machine_speed`` the
+    calibration's reference time over the reference's median time during this measurement (1.0:
+    as fast as when calibrated; 0.8: the machine ran 20% slower). Both are None uncalibrated.
     ``peak_memory_bytes`` is taken during the model's warm-up: on CUDA the peak allocated memory
     (all of the device's tensors, other models' included); on the CPU the growth of the process's
     peak RSS (a lower bound, 0 when an earlier peak was higher); None without warm-up.
@@ -87,6 +126,8 @@ class LatencyRecord(BaseModel):
     interleaved_with: int = 1
     batch_requested: int | None = None
     load_average_1m: float | None = None
+    raw_median_ms: float | None = None
+    machine_speed: float | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -261,6 +302,108 @@ def _peak_memory_during(dev: torch.device, call: Callable[[], None]) -> tuple[in
     return (after - before) * scale, "cpu_maxrss_growth"
 
 
+_RETAINING = False
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc keep freed memory mapped for the rest of this process; True if it now does.
+
+    By default glibc returns large freed blocks to the OS, so every CPU forward pass page-faults
+    its activations back in: ~5,000-7,400 minor faults per batch-1 224 px smt_t pass, varying
+    from pass to pass and costing ~10% of the time on a virtual machine. Raising the mmap
+    threshold to 32 MiB and turning off trimming removes those faults (0 per pass), the way
+    jemalloc/tcmalloc deployments run. CPU latency measurements call this (it cannot be undone:
+    the process keeps its peak heap); False where the C library is not glibc.
+    """
+    global _RETAINING
+    if _RETAINING:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        ok = all(
+            libc.mallopt(option, value) == 1
+            for option, value in ((m_mmap_threshold, 32 << 20), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20))
+        )
+    except (OSError, AttributeError):
+        return False
+    _RETAINING = ok
+    return ok
+
+
+def _reference_workload() -> Callable[[], Any]:
+    """The calibration workload: a fixed seeded conv net (dense, depth-wise and 1x1 convs, BN, GELU) at 112 px.
+
+    Its op mix resembles the networks archspace builds, so machine slow-downs hit it and them
+    alike; one pass takes ~6 ms on one thread of a 2.4 GHz EPYC core. Built without touching the
+    global RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 2, 1), nn.GELU(),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.GELU(),
+            nn.Conv2d(64, 64, 5, 1, 2, groups=64), nn.Conv2d(64, 256, 1), nn.GELU(), nn.Conv2d(256, 64, 1),
+            nn.Conv2d(64, 128, 3, 2, 1), nn.GELU(),
+            nn.Conv2d(128, 128, 7, 1, 3, groups=128), nn.Conv2d(128, 512, 1), nn.GELU(), nn.Conv2d(512, 128, 1),
+        ).eval()
+        x = torch.randn(1, 3, 112, 112)
+
+    def run() -> None:
+        with torch.inference_mode():
+            net(x)
+
+    return run
+
+
+def calibrate(*, threads: int = 1, clock: str = "wall", warmup: int = 20, repeats: int = 300) -> Calibration:
+    """Time the reference workload on this CPU: the unit that calibrated latencies are expressed in.
+
+    Measure once and pass the result to every :func:`measure_latencies` call whose numbers should
+    be comparable (a search stores it with its study). ~2 s at the defaults.
+    """
+    _check_protocol("eager", "fp32", 1, 1, threads, warmup, repeats, clock, "cpu")
+    retain_freed_memory()
+    run = _reference_workload()
+    timer = _Timer(torch.device("cpu"), use_events=False, clock=clock)
+    with _num_threads(threads):
+        for _ in range(warmup):
+            run()
+        for _ in range(repeats):
+            timer.time(run)
+    return Calibration(
+        reference_ms=statistics.median(timer.results()),
+        threads=threads,
+        clock=clock,  # type: ignore[arg-type]
+        repeats=repeats,
+        device_name=device_name("cpu"),
+        torch_version=torch.__version__,
+    )
+
+
+def calibrated_samples(
+    samples: Sequence[float], reference: Sequence[float], reference_ms: float, models: int, index: int
+) -> list[float]:
+    """Rescale model ``index``'s samples by the reference times measured right before and after each.
+
+    ``reference`` holds, per round, ``models + 1`` reference times (one before the first model and
+    one after each); sample r of model ``index`` lies between reference r*(models+1)+index and the
+    next. Calibrated sample = raw * reference_ms / mean(before, after).
+    """
+    stride = models + 1
+    if len(reference) != stride * len(samples):
+        raise ValueError(f"reference: expected {stride * len(samples)} reference times, got {len(reference)}")
+    out = []
+    for r, raw in enumerate(samples):
+        before, after = reference[r * stride + index], reference[r * stride + index + 1]
+        out.append(raw * reference_ms / ((before + after) / 2))
+    return out
+
+
 def _summary(samples: Sequence[float]) -> dict[str, float]:
     """Median, p90 (linear interpolation), mean and coefficient of variation of ``samples``."""
     ordered = sorted(samples)
@@ -293,14 +436,28 @@ def measure_latencies(
     repeats: int = 50,
     channels_last: bool = False,
     clock: str = "wall",
+    calibration: Calibration | None = None,
 ) -> dict[str, LatencyRecord]:
-    """Latency records of several models, repeats interleaved round-robin so noise hits all alike."""
+    """Latency records of several models, repeats interleaved round-robin so noise hits all alike.
+
+    With ``calibration`` (CPU only) the reference workload runs before the first model of every
+    round and after each model, and the records hold calibrated samples (see :class:`Calibration`).
+    """
     if not models:
         raise ValueError("models: give at least one model")
     _check_protocol(runtime, dtype, batch, resolution, threads, warmup, repeats, clock, device)
     dev = _check_device(device)
+    if calibration is not None:
+        if dev.type != "cpu":
+            raise ValueError("calibration: only CPU latency is calibrated; pass calibration=None on cuda")
+        if (calibration.threads, calibration.clock) != (threads, clock):
+            raise ValueError(
+                f"calibration: measured with threads={calibration.threads}, clock={calibration.clock!r} but this "
+                f"measurement uses threads={threads}, clock={clock!r}; calibrate with the same settings"
+            )
     torch_dtype = DTYPES[dtype]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    retained = retain_freed_memory() if dev.type == "cpu" else False
     protocol = LatencyProtocol(
         device=str(dev),
         device_name=device_name(dev),
@@ -314,7 +471,10 @@ def measure_latencies(
         repeats=repeats,
         clock=clock,  # type: ignore[arg-type]
         torch_version=torch.__version__,
+        calibration=calibration,
+        retain_freed_memory=retained,
     )
+    reference = _reference_workload() if calibration is not None else None
     with contextlib.ExitStack() as stack:
         stack.enter_context(_num_threads(threads))
         calls: dict[str, Callable[[], Any]] = {}
@@ -335,14 +495,31 @@ def measure_latencies(
 
         use_events = runtime in ("eager", "compile")
         timers = {name: _Timer(dev, use_events, clock) for name in calls}
+        ref_timer = _Timer(dev, False, clock)
+        if reference is not None:
+            for _ in range(max(warmup, 3)):
+                reference()
         for _ in range(repeats):
+            if reference is not None:
+                ref_timer.time(reference)
             for name, call in calls.items():
                 timers[name].time(call)
+                if reference is not None:
+                    ref_timer.time(reference)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other work on the machine
     records = {}
-    for name, timer in timers.items():
-        stats = _summary(timer.results())
+    ref_samples = ref_timer.results()
+    for index, (name, timer) in enumerate(timers.items()):
+        raw = timer.results()
+        extra: dict[str, float] = {}
+        if calibration is not None:
+            extra = {
+                "raw_median_ms": statistics.median(raw),
+                "machine_speed": calibration.reference_ms / statistics.median(ref_samples),
+            }
+            raw = calibrated_samples(raw, ref_samples, calibration.reference_ms, len(timers), index)
+        stats = _summary(raw)
         peak, source = peaks[name]
         records[name] = LatencyRecord(
             name=name,
@@ -353,6 +530,7 @@ def measure_latencies(
             interleaved_with=len(models),
             load_average_1m=load,
             **stats,
+            **extra,
         )
     return records
 
@@ -371,6 +549,7 @@ def measure_latency(
     repeats: int = 50,
     channels_last: bool = False,
     clock: str = "wall",
+    calibration: Calibration | None = None,
 ) -> LatencyRecord:
     """Latency record of one model: median/p90/CV over ``repeats`` timed forward passes."""
     return measure_latencies(
@@ -385,6 +564,7 @@ def measure_latency(
         repeats=repeats,
         channels_last=channels_last,
         clock=clock,
+        calibration=calibration,
     )[name]
 
 
@@ -464,6 +644,8 @@ class Comparison(BaseModel):
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 1e3 else f"{value:,.0f}"
     return str(value)
@@ -476,7 +658,11 @@ def compare(
     items = list(records.values()) if isinstance(records, Mapping) else list(records)
     if not items:
         raise ValueError("records: give at least one LatencyRecord")
-    protocols = [r.protocol.model_dump() for r in items]
+    protocols = []
+    for r in items:
+        protocol = r.protocol.model_dump()
+        protocol["calibration"] = r.protocol.calibration.label() if r.protocol.calibration else None
+        protocols.append(protocol)
     common: dict[str, Any] = {}
     differing: dict[str, list[Any]] = {}
     for field in protocols[0]:
@@ -501,5 +687,7 @@ def compare(
             images_per_s=record.images_per_s,
             vs_first=record.median_ms / base if base > 0 else math.nan,
         )
+        if any(r.raw_median_ms is not None for r in items):
+            row.update(raw_median_ms=record.raw_median_ms, machine_speed=record.machine_speed)
         rows.append(row)
     return Comparison(common=common, differing=differing, rows=rows)

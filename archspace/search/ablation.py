@@ -127,14 +127,19 @@ def rank_correlation(a: list[float], b: list[float]) -> dict[str, Optional[float
 
 
 def measure_rows(ab: Ablation, repeats: Optional[int] = None) -> dict[str, Any]:
-    """Latency records of every row (1000 classes), repeats interleaved across rows so noise hits them alike."""
-    from ..measure.latency import measure_latencies
+    """Latency records of every row (1000 classes), repeats interleaved across rows so noise hits them alike.
+
+    On the CPU (with ``measure.calibrate``) the rows are also calibrated against one reference
+    measured here, so the absolute numbers stay comparable with a rerun of the table.
+    """
+    from ..measure.latency import calibrate, measure_latencies
     from ..nn.build import build
 
     m = ab.measure
     models = {row.label: build(row.network()).eval() for row in ab.rows}
+    calibration = calibrate(threads=m.threads) if m.calibrate and m.device == "cpu" else None
     return measure_latencies(models, device=m.device, batch=m.batch, resolution=m.resolution, threads=m.threads,
-                             warmup=m.warmup, repeats=repeats or m.repeats)
+                             warmup=m.warmup, repeats=repeats or m.repeats, calibration=calibration)
 
 
 def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, Any]] = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..spec.io import spec_hash
-from .evaluate import Outcome, evaluator_key, measure, prepare
+from .evaluate import Outcome, evaluator_key, latency_calibration, measure, prepare
 from .space import Space, base_values, editable, base_spec, grid, suggest
 from .store import write_results
 
@@ -186,6 +186,24 @@ def _record(study, trial, out: Outcome, **extra: Any) -> None:
             trial.set_user_attr(k, v)
 
 
+def study_calibration(study: Any, space: Space) -> Any:
+    """The study's latency calibration: read from its user attributes, or measured once and stored there.
+
+    Every trial of a study, across resumes and workers sharing the storage, then reports latency
+    in the same unit, so machine-speed drift between trials does not reorder the front. Two
+    workers starting at the same moment may both calibrate; the value stored last wins and both
+    re-read it.
+    """
+    stored = study.user_attrs.get("latency_calibration")
+    cal = latency_calibration(space, stored)
+    if cal is None:
+        return None
+    if stored != cal.model_dump(mode="json"):
+        study.set_user_attr("latency_calibration", cal.model_dump(mode="json"))
+        cal = latency_calibration(space, study.user_attrs.get("latency_calibration"))
+    return cal
+
+
 def run_search(
     space: Space,
     run_dir: Path,
@@ -208,6 +226,7 @@ def run_search(
     reaped = reap_stale(study)
     ekey = evaluator_key(space)
     base_edit = editable(base_spec(space))
+    calibration = study_calibration(study, space)
     if space.enqueue_base and not study.get_trials(deepcopy=False):
         values = base_values(space)
         if values is not None:
@@ -241,7 +260,8 @@ def run_search(
             if out.verdict == "complete":
                 if progress is not None:
                     progress.trial_started(trial.number, out)
-                out = measure(space, out, pruning_callback(trial, space, progress.train_event if progress is not None else None))
+                out = measure(space, out, pruning_callback(trial, space, progress.train_event if progress is not None else None),
+                              calibration)
             _record(study, trial, out)
             if out.verdict == "complete":
                 cache[out.cache_key] = (trial.number, out.values)

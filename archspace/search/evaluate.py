@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
@@ -11,6 +11,9 @@ from ..measure.complexity import complexity
 from ..spec.errors import SpecError
 from ..spec.io import spec_hash, spec_to_dict
 from .space import Space, seed_of, spec_for
+
+if TYPE_CHECKING:
+    from ..measure.latency import Calibration
 
 Verdict = Literal["complete", "invalid", "infeasible", "failed", "pruned"]
 
@@ -75,8 +78,26 @@ def prepare(space: Space, values: dict[str, Any], base: Optional[dict] = None) -
     return out
 
 
-def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]] = None) -> Outcome:
-    """The expensive part: latency (if asked for), then accuracy from the space's evaluator."""
+def latency_calibration(space: Space, stored: Optional[dict] = None) -> Optional["Calibration"]:
+    """The calibration a search's CPU latencies use: ``stored`` if it fits the space's protocol, else a new one.
+
+    None when the space measures no latency, measures it on a GPU, or turns calibration off.
+    """
+    m = space.measure
+    if not (m.latency and m.calibrate and m.device == "cpu"):
+        return None
+    from ..measure.latency import Calibration, calibrate
+
+    if stored:
+        cal = Calibration.model_validate(stored)
+        if cal.threads == m.threads and cal.clock == "wall":
+            return cal
+    return calibrate(threads=m.threads)
+
+
+def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]] = None,
+            calibration: Optional["Calibration"] = None) -> Outcome:
+    """The expensive part: latency (if asked for, against ``calibration`` on the CPU), then accuracy from the space's evaluator."""
     from ..nn.build import build
     from ..spec.io import spec_from_dict
 
@@ -88,7 +109,8 @@ def measure(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]]
 
         model = build(spec).eval()
         rec = measure_latency(model, name=out.spec_hash or "trial", device=m.device, batch=m.batch,
-                              resolution=m.resolution, threads=m.threads, warmup=m.warmup, repeats=m.repeats)
+                              resolution=m.resolution, threads=m.threads, warmup=m.warmup, repeats=m.repeats,
+                              calibration=calibration if m.device == "cpu" else None)
         out.latency = rec.model_dump(mode="json")
         out.values["latency_ms"] = rec.median_ms
         out.values["images_per_s"] = rec.images_per_s

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .engine import make_sampler
-from .evaluate import measure, prepare
+from .evaluate import latency_calibration, measure, prepare
 from .space import Space, base_spec, base_values, editable, suggest
 from .store import write_results
 
@@ -39,13 +39,14 @@ class DefineByRun:
         return None
 
 
-def _trainable(space_json: str, run_dir: str):
+def _trainable(space_json: str, run_dir: str, calibration_json: Optional[str] = None):
     """The function Ray runs per trial: evaluate the sampled values, report objectives and the record."""
 
     def run(config: dict) -> None:
         from ray import tune
 
         space = Space.model_validate_json(space_json)
+        calibration = latency_calibration(space, json.loads(calibration_json)) if calibration_json else None
         values = {p.name: config[p.name] for p in space.params}
         out = prepare(space, values)
 
@@ -55,7 +56,7 @@ def _trainable(space_json: str, run_dir: str):
             return None
 
         if out.verdict == "complete":
-            out = measure(space, out, report_fidelity)
+            out = measure(space, out, report_fidelity, calibration)
         metrics: dict[str, Any] = {"verdict": out.verdict, "reason": out.reason or "", "spec_hash": out.spec_hash or "",
                                    "seconds": out.seconds, "spec_json": json.dumps(out.spec) if out.spec else ""}
         for o in space.objectives:
@@ -68,6 +69,21 @@ def _trainable(space_json: str, run_dir: str):
         tune.report(metrics)
 
     return run
+
+
+def _run_calibration(space: Space, run_dir: Path) -> Optional[str]:
+    """JSON of the run's latency calibration, kept in ``run_dir/latency_calibration.json`` so a resumed run reuses it."""
+    from ..files import atomic_write_text
+
+    path = run_dir / "latency_calibration.json"
+    stored = json.loads(path.read_text()) if path.exists() else None
+    cal = latency_calibration(space, stored)
+    if cal is None:
+        return None
+    text = cal.model_dump_json()
+    if stored != cal.model_dump(mode="json"):
+        atomic_write_text(path, text + "\n")
+    return text
 
 
 def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, storage: Optional[str] = None,
@@ -105,7 +121,7 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
 
         epochs = int(space.evaluator.budget.get("epochs", 2))
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max(epochs, 1), grace_period=1, reduction_factor=3)
-    trainable = tune.with_resources(_trainable(space.model_dump_json(), str(run_dir)),
+    trainable = tune.with_resources(_trainable(space.model_dump_json(), str(run_dir), _run_calibration(space, run_dir)),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     path = run_dir / "ray" / space.name
     run_config = tune.RunConfig(name=space.name, storage_path=str(run_dir / "ray"), verbose=0,

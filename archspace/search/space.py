@@ -131,6 +131,7 @@ class Measure(Spec):
     threads: PosInt = 1
     warmup: Annotated[int, Field(ge=0)] = 3
     repeats: PosInt = 15
+    calibrate: bool = True  # CPU: latencies rescaled by an interleaved reference workload, one calibration per study
 
 
 class Sampler(Spec):
