@@ -126,3 +126,15 @@ def test_profile_calibration_file_is_written_once_and_shared(tmp_path, capsys):
     assert main(["profile", "efficientmod_xxs", "--repeats", "2", "--warmup", "0", "--resolution", "32", "--format",
                  "json", "--quiet", "--no-calibrate"]) == 0
     assert json.loads(capsys.readouterr().out)["latency"]["protocol"]["calibration"] is None
+
+
+def test_profile_onnx_runtime(capsys):
+    import importlib.util
+
+    import pytest
+    if any(importlib.util.find_spec(m) is None for m in ("onnxruntime", "onnx", "onnxscript")):
+        pytest.skip("needs the onnx extra")
+    assert main(["profile", "efficientmod_xxs", "--runtime", "onnxrt", "--repeats", "2", "--warmup", "1",
+                 "--resolution", "64", "--format", "json", "--quiet", "--no-calibrate"]) == 0
+    lat = json.loads(capsys.readouterr().out)["latency"]
+    assert lat["protocol"]["runtime"] == "onnxrt-cpu" and lat["median_ms"] > 0

@@ -20,6 +20,7 @@ from archspace.measure import (
     measure_latencies,
     measure_latency,
     measure_throughput,
+    onnx_session,
 )
 
 FAST = {"resolution": 16, "warmup": 1, "repeats": 3}
@@ -169,10 +170,40 @@ def test_cuda_without_cuda_is_a_clear_error() -> None:
         measure_latency(Tiny(), device="cuda", **FAST)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is not None, reason="onnxruntime installed")
-def test_onnxrt_without_onnxruntime_names_the_install() -> None:
-    with pytest.raises(ImportError, match="pip install onnxruntime"):
+def test_onnxrt_without_onnxruntime_names_the_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ImportError, match="pip install onnxruntime onnx onnxscript"):
         measure_latency(Tiny(), runtime="onnxrt-cpu", **FAST)
+
+
+needs_onnx = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("onnxruntime", "onnx", "onnxscript")),
+    reason="needs the onnx extra: pip install 'archspace[onnx]'",
+)
+
+
+@needs_onnx
+@pytest.mark.parametrize("preset", ["smt_m_6p5m", "efficientmod_xxs"])
+def test_onnx_export_runs_in_onnx_runtime_with_the_same_outputs(preset: str) -> None:
+    import archspace
+
+    torch.manual_seed(0)
+    model = archspace.build(archspace.load_spec(preset), num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    session = onnx_session(model, x)
+    (out,) = session.run(None, {"input": x.numpy()})
+    with torch.inference_mode():
+        expected = model(x)
+    assert out.shape == (2, 10)
+    torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-4, atol=1e-4)
+
+
+@needs_onnx
+def test_onnxrt_cpu_latency_record() -> None:
+    record = measure_latency(Tiny(), runtime="onnxrt-cpu", **FAST)
+    assert record.protocol.runtime == "onnxrt-cpu" and record.median_ms > 0
+    with pytest.raises(ValueError, match="runtime: 'onnxrt-cuda' needs the CUDAExecutionProvider"):
+        measure_latency(Tiny(), runtime="onnxrt-cuda", **FAST)
 
 
 @pytest.mark.gpu

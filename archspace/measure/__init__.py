@@ -13,6 +13,7 @@ from archspace.measure.latency import (
     measure_latencies,
     measure_latency,
     measure_throughput,
+    onnx_session,
     retain_freed_memory,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "measure_latencies",
     "measure_latency",
     "measure_throughput",
+    "onnx_session",
     "retain_freed_memory",
     "profile_flops",
 ]

@@ -222,25 +222,56 @@ def _prepared(model: nn.Module, dev: torch.device, dtype: torch.dtype, channels_
     return moved.to(memory_format=torch.channels_last) if channels_last else moved
 
 
-def _onnx_runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int) -> Callable[[], Any]:
-    """Export ``model`` to ONNX and return a call that runs it once in ONNX Runtime."""
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the ONNX exporter's progress lines and warnings (printed to stdout/stderr and logs)."""
+    import io
+    import logging
+    import warnings
+
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def onnx_session(model: nn.Module, x: torch.Tensor, runtime: str = "onnxrt-cpu", threads: int = 1) -> Any:
+    """Export ``model`` (traced at input ``x``, fp32) to ONNX and open it in ONNX Runtime.
+
+    The session's input is named ``input`` and its output ``output``; ``runtime`` picks the
+    provider (``onnxrt-cpu``: CPUExecutionProvider, ``onnxrt-cuda``: CUDAExecutionProvider),
+    ``threads`` its intra-op threads. Needs ``pip install 'archspace[onnx]'``.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
         package = "onnxruntime-gpu" if runtime == "onnxrt-cuda" else "onnxruntime"
         raise ImportError(
-            f"runtime {runtime!r} needs ONNX Runtime: pip install {package} onnx"
+            f"runtime {runtime!r} needs ONNX Runtime: pip install {package} onnx onnxscript"
         ) from None
     providers = ["CUDAExecutionProvider"] if runtime == "onnxrt-cuda" else ["CPUExecutionProvider"]
     if providers[0] not in ort.get_available_providers():
         raise ValueError(f"runtime: {runtime!r} needs the {providers[0]}, which this onnxruntime lacks")
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.onnx")
-        torch.onnx.export(model, (x,), path, input_names=["input"], output_names=["output"])
+        with _quiet_export():
+            torch.onnx.export(model, (x,), path, input_names=["input"], output_names=["output"], dynamo=True,
+                              verbose=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        options.log_severity_level = 3
+        return ort.InferenceSession(path, sess_options=options, providers=providers)
+
+
+def _onnx_runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int) -> Callable[[], Any]:
+    """Export ``model`` to ONNX and return a call that runs it once in ONNX Runtime."""
+    session = onnx_session(model, x, runtime, threads)
     feed = {"input": x.detach().cpu().numpy()}
     return lambda: session.run(None, feed)
 
