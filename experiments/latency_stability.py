@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python experiments/latency_stability.py [--preset smt_t] [--profiles 3] [--repeats 100] [--load 1] [--runs 1]
+    python experiments/latency_stability.py [--preset smt_t] [--profiles 3] [--repeats 200] [--load 1] [--runs 1]
 
 Two ways of taking the profiles, each reporting the raw wall-clock medians and the calibrated
 medians (see ``archspace.measure.Calibration``) with their spread max/min - 1:
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--preset", default="smt_t")
     parser.add_argument("--profiles", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--load", type=int, default=1, help="busy processes for the loaded scenario (0: idle only)")
     parser.add_argument("--runs", type=int, default=1, help="repeat every scenario this many times")
     parser.add_argument("--tolerance", type=float, default=0.05)

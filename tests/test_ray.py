@@ -46,3 +46,19 @@ def test_ray_backend_local_instance(tmp_path):
     assert base["mparams"] == pytest.approx(6.12705)
     assert (run / "pareto.csv").exists() and list((run / "pareto").glob("*.yaml"))
     assert (run / "pareto_flops.png").exists() and (run / "hypervolume.svg").exists()
+
+
+def test_ray_run_keeps_one_latency_calibration_in_the_run_dir(tmp_path):
+    from archspace.search.ray_engine import _run_calibration
+    from archspace.search.space import Space
+
+    space = Space.model_validate({**SPACE, "measure": {"latency": True, "resolution": 32, "threads": 1}})
+    first = _run_calibration(space, tmp_path)
+    saved = (tmp_path / "latency_calibration.json").read_text()
+    assert first is not None and '"reference":"convnet112-v1"' in first
+    assert _run_calibration(space, tmp_path) == first  # a resumed run reuses the stored unit
+    assert (tmp_path / "latency_calibration.json").read_text() == saved
+    two = Space.model_validate({**SPACE, "measure": {"latency": True, "resolution": 32, "threads": 2}})
+    assert '"threads":2' in _run_calibration(two, tmp_path)  # a different protocol is recalibrated
+    off = Space.model_validate({**SPACE, "measure": {"latency": True, "calibrate": False}})
+    assert _run_calibration(off, tmp_path) is None

@@ -52,7 +52,7 @@ class Calibration(BaseModel):
     """The speed of the reference workload on this machine when calibrated: the unit of calibrated latency.
 
     ``reference_ms`` is the median time of one pass of the reference workload (a fixed, seeded
-    7-layer conv net on a 1x3x112x112 input, fp32, eager) under ``threads`` and ``clock``.
+    9-conv net on a 1x3x112x112 input, fp32, eager) under ``threads`` and ``clock``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -341,7 +341,8 @@ def retain_freed_memory() -> bool:
 
     By default glibc returns large freed blocks to the OS, so every CPU forward pass page-faults
     its activations back in: ~5,000-7,400 minor faults per batch-1 224 px smt_t pass, varying
-    from pass to pass and costing ~10% of the time on a virtual machine. Raising the mmap
+    from pass to pass (in two back-to-back processes: 159-210 ms per pass by default, 158-173 ms
+    retained). Raising the mmap
     threshold to 32 MiB and turning off trimming removes those faults (0 per pass), the way
     jemalloc/tcmalloc deployments run. CPU latency measurements call this (it cannot be undone:
     the process keeps its peak heap); False where the C library is not glibc.
@@ -370,7 +371,7 @@ def _reference_workload() -> Callable[[], Any]:
     """The calibration workload: a fixed seeded conv net (dense, depth-wise and 1x1 convs, BN, GELU) at 112 px.
 
     Its op mix resembles the networks archspace builds, so machine slow-downs hit it and them
-    alike; one pass takes ~6 ms on one thread of a 2.4 GHz EPYC core. Built without touching the
+    alike; one pass takes 4-7 ms on one thread of a 2-core EPYC VM. Built without touching the
     global RNG.
     """
     with torch.random.fork_rng(devices=[]):
