@@ -383,7 +383,7 @@ def _profile_calibration(args: argparse.Namespace):
             cal = Calibration.model_validate_json(path.read_text())
         except ValueError:
             raise UsageError(f"--calibration: {path} is not a calibration file (delete it to measure a new one)") from None
-        if cal.threads != args.threads:
+        if not cal.fits(args.threads):
             raise UsageError(f"--calibration: {path} was measured with {cal.threads} thread(s), this profile uses "
                              f"--threads {args.threads}; use another file")
         return cal

@@ -67,7 +67,7 @@ def presets(args: argparse.Namespace) -> list[dict]:
         params = sum(p.numel() for p in model.parameters())
         for runtime in args.runtimes:
             for measure, batch, dtype, ref_index in SETTINGS:
-                batch = batch if args.batch_scale == 1 else max(1, batch // args.batch_scale)
+                batch = max(1, batch // args.batch_scale)
                 common = dict(name=name, device=args.device, batch=batch, resolution=args.resolution, dtype=dtype,
                               runtime=runtime, channels_last=args.channels_last)
                 t0 = time.perf_counter()

@@ -7,8 +7,8 @@ protocol fields differ instead of comparing unlike numbers silently. Nothing her
 global torch state behind the caller's back: the thread count is restored, and the caller's
 model is neither moved, cast nor left in another train/eval mode.
 
-On a shared CPU the machine's own speed drifts by 10-30% over seconds to minutes (other tenants,
-boost clocks), which no number of repeats averages away. A :class:`Calibration` fixes that: a
+On a shared CPU the machine's own speed drifts by 20-30% over seconds to minutes, at times more
+(measured on a 2-core VM), which no number of repeats averages away. A :class:`Calibration` fixes that: a
 small fixed reference workload is timed once (``calibrate``), then run right before and after
 every timed forward pass; each sample is rescaled by how much slower or faster the reference ran
 than at calibration time. Latencies measured against one calibration are comparable across
@@ -68,6 +68,10 @@ class Calibration(BaseModel):
     def label(self) -> str:
         """Short text naming the calibration, e.g. 'convnet112-v1=6.12ms'."""
         return f"{self.reference}={self.reference_ms:.3f}ms"
+
+    def fits(self, threads: int, clock: str = "wall") -> bool:
+        """True when a measurement with ``threads`` and ``clock`` can use this calibration."""
+        return (self.threads, self.clock) == (threads, clock)
 
 
 class LatencyProtocol(BaseModel):
@@ -482,7 +486,7 @@ def measure_latencies(
     if calibration is not None:
         if dev.type != "cpu":
             raise ValueError("calibration: only CPU latency is calibrated; pass calibration=None on cuda")
-        if (calibration.threads, calibration.clock) != (threads, clock):
+        if not calibration.fits(threads, clock):
             raise ValueError(
                 f"calibration: measured with threads={calibration.threads}, clock={calibration.clock!r} but this "
                 f"measurement uses threads={threads}, clock={clock!r}; calibrate with the same settings"
@@ -708,6 +712,7 @@ def compare(
             f"records: protocols differ in {', '.join(differing)}; measure them under one protocol"
         )
     base = items[0].median_ms
+    calibrated = any(r.raw_median_ms is not None for r in items)
     rows = []
     for record, protocol in zip(items, protocols, strict=True):
         row: dict[str, Any] = {"name": record.name}
@@ -719,7 +724,7 @@ def compare(
             images_per_s=record.images_per_s,
             vs_first=record.median_ms / base if base > 0 else math.nan,
         )
-        if any(r.raw_median_ms is not None for r in items):
+        if calibrated:
             row.update(raw_median_ms=record.raw_median_ms, machine_speed=record.machine_speed)
         rows.append(row)
     return Comparison(common=common, differing=differing, rows=rows)

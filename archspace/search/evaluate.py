@@ -90,7 +90,7 @@ def latency_calibration(space: Space, stored: Optional[dict] = None) -> Optional
 
     if stored:
         cal = Calibration.model_validate(stored)
-        if cal.threads == m.threads and cal.clock == "wall":
+        if cal.fits(m.threads):
             return cal
     return calibrate(threads=m.threads)
 

@@ -45,8 +45,10 @@ def _trainable(space_json: str, run_dir: str, calibration_json: Optional[str] = 
     def run(config: dict) -> None:
         from ray import tune
 
+        from ..measure.latency import Calibration
+
         space = Space.model_validate_json(space_json)
-        calibration = latency_calibration(space, json.loads(calibration_json)) if calibration_json else None
+        calibration = Calibration.model_validate_json(calibration_json) if calibration_json else None
         values = {p.name: config[p.name] for p in space.params}
         out = prepare(space, values)
 
