@@ -147,12 +147,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _space_for_run(args: argparse.Namespace):
-    """The space of a search command, with CLI overrides, checked against the run directory's stored space."""
-    import yaml
-
+def _space_with_overrides(args: argparse.Namespace):
+    """The space of a search command with the CLI's overrides applied."""
     from .search.space import Space, load_space
-    from .files import atomic_write_text
 
     space = load_space(args.space)
     update: dict[str, Any] = {}
@@ -164,24 +161,23 @@ def _space_for_run(args: argparse.Namespace):
         update["seed"] = args.seed
     if update:
         space = Space.model_validate({**space.model_dump(), **{k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in update.items()}})
-    run_dir = Path(args.run_dir or Path("runs") / space.name)
-    stored = run_dir / "space.yaml"
-    mine = space.model_dump(mode="json", exclude={"budget"})
-    if stored.exists():
-        theirs = load_space(stored).model_dump(mode="json", exclude={"budget"})
-        if theirs != mine:
-            changed = sorted(k for k in mine if mine.get(k) != theirs.get(k))
-            raise UsageError(f"{run_dir}: holds a run of a different space (differs in {', '.join(changed)}); use another --run-dir")
-    atomic_write_text(stored, yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False))
-    return space, run_dir
+    return space
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .report.run import make_report
     from .search.progress import SearchProgress
+    from .search.rundir import prepare_run
 
-    space, run_dir = _space_for_run(args)
-    progress = SearchProgress(f"search {space.name}", enabled=not args.quiet)
+    if args.trials is not None and args.trials < 1:
+        raise UsageError("--trials: must be at least 1")
+    if args.workers < 1:
+        raise UsageError("--workers: must be at least 1")
+    if args.workers > 1 and args.backend == "ray":
+        raise UsageError("--workers: the Ray backend takes its concurrency from the cluster (leave --workers out)")
+    space = _space_with_overrides(args)
+    run_dir = prepare_run(space, Path(args.run_dir) if args.run_dir else None, storage=args.storage, backend=args.backend)
+    progress = SearchProgress(f"search {space.name}", enabled=not args.quiet, force=args.progress)
     if args.backend == "ray":
         from .search.ray_engine import run_ray
 
@@ -190,28 +186,85 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         from .search.engine import run_search
 
-        summary = run_search(space, run_dir, storage=args.storage, progress=progress)
-    files = make_report(run_dir, space)
-    print(f"{space.name}: {summary['complete']} complete of {summary['trials']} trials, Pareto front {summary['front']}; "
-          f"results in {run_dir}/ (trials.csv, pareto.csv, pareto/*.yaml, {', '.join(sorted({f.stem for f in files}))})")
+        helpers = _start_workers(args, run_dir) if args.workers > 1 else []
+        try:
+            summary = run_search(space, run_dir, storage=args.storage, progress=progress,
+                                 worker_index=0 if helpers else args.worker_index)
+        finally:
+            failed = [p.wait() for p in helpers]
+        if any(failed):
+            print(f"archspace: warning: {sum(1 for c in failed if c)} of {len(helpers)} helper worker(s) exited with an error",
+                  file=sys.stderr)
+    files = make_report(run_dir, space) if summary.get("trials") else []
+    if args.format == "json":
+        print(json.dumps({**summary, "run_dir": str(run_dir), "files": [str(f) for f in files]}, indent=2))
+    else:
+        print(f"{space.name}: {summary['complete']} complete of {summary['trials']} trials, Pareto front {summary['front']}; "
+              f"results in {run_dir}/ (trials.csv, pareto.csv, pareto/*.yaml, {', '.join(sorted({f.stem for f in files}))})")
+    if summary.get("trials") and not summary.get("complete"):
+        reasons = summary.get("reasons") or {}
+        common = max(reasons, key=reasons.get) if reasons else "unknown"
+        print(f"archspace: error: no trial completed ({summary['trials']} ended; most common reason: {common})", file=sys.stderr)
+        return 3
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from .report.run import make_report, run_space
-    from .search.store import read_csv, write_results
+def _start_workers(args: argparse.Namespace, run_dir: Path) -> list:
+    """Helper worker processes for --workers N: the same search on the same storage, indices 1..N-1."""
+    import subprocess
+
+    argv = [a for a in (args.argv or []) if a]
+    out = []
+    for i in range(1, args.workers):
+        cmd = [sys.executable, "-m", "archspace.cli", *_without_workers(argv), "--worker-index", str(i), "--quiet",
+               "--run-dir", str(run_dir)]
+        out.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+    return out
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    """The command line less --workers/--run-dir/--format/--progress (each helper gets its own)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--workers", "--run-dir", "--format", "--worker-index"):
+            skip = True
+            continue
+        if a.startswith(("--workers=", "--run-dir=", "--format=", "--worker-index=")) or a in ("--progress", "--quiet"):
+            continue
+        out.append(a)
+    return out
+
+
+def _load_run(args: argparse.Namespace):
+    """The space and study rows of a run directory, loading (never creating) its study."""
+    from .report.run import run_space
+    from .search.engine import open_study, rows_and_specs
 
     run_dir = Path(args.run_dir)
     space = run_space(run_dir)
-    if args.storage or (run_dir / "study.db").exists():
-        from .search.engine import open_study, rows_and_specs
+    storage = getattr(args, "storage", None)
+    if storage or (run_dir / "study.db").exists():
+        return run_dir, space, rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries)
+    return run_dir, space, None
 
-        rows, specs = rows_and_specs(open_study(space, run_dir, args.storage))
-        write_results(run_dir, space, rows, specs)
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.run import make_report
+    from .search.store import write_results
+
+    run_dir, space, loaded = _load_run(args)
+    if loaded is not None:
+        write_results(run_dir, space, *loaded)
     elif not (run_dir / "trials.csv").exists():
         raise UsageError(f"{run_dir}: no trials yet")
     files = make_report(run_dir, space)
-    print("\n".join(str(f) for f in files))
+    if args.format == "json":
+        print(json.dumps({"run_dir": str(run_dir), "files": [str(f) for f in files]}, indent=2))
+    else:
+        print("\n".join(str(f) for f in files))
     return 0
 
 
@@ -288,7 +341,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            info=f"epoch {event.epoch + 1}/{event.epochs}" + (f" loss {event.loss:.3f}" if event.loss else ""))
             return None
     try:
-        result = evaluate(lambda: build(spec, num_classes=classes), args.evaluator, budget=budget, dataset=args.dataset,
+        result = evaluate(spec.model_copy(update={"num_classes": classes}), args.evaluator, budget=budget, dataset=args.dataset,
                           dataset_root=args.dataset_root, device=args.device, progress=progress)
     finally:
         if bar is not None:
@@ -465,7 +518,11 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, help="stop after this many seconds")
     s.add_argument("--sampler", choices=["nsga2", "tpe", "random", "gp", "grid"])
     s.add_argument("--seed", type=int)
+    s.add_argument("--workers", type=int, default=1, help="local worker processes sharing the storage (default 1)")
+    s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
+    s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("ablate", help="run a paper ablation table (brute force over rows x seeds, resumable)")
@@ -483,7 +540,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="rebuild a run's tables and plots")
     s.add_argument("run_dir")
-    s.add_argument("--storage")
+    s.add_argument("--storage", help="the storage the run used, when not the run folder's study.db (only read)")
+    s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("best", help="print a run's Pareto front")
@@ -503,6 +561,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``archspace`` console script."""
     try:
         args = make_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return args.func(args)
     except (SpecError, UsageError, ValueError) as exc:  # ValueError: bad arguments reported by the library
         if os.environ.get("ARCHSPACE_DEBUG"):

@@ -58,6 +58,9 @@ def evaluate(
     budget = budget or (TrainBudget.cpu_default() if torch.device(device).type == "cpu" else TrainBudget.gpu_default())
     if evaluator == "train":
         return train_proxy(model, budget, dataset, dataset_root=dataset_root, device=device, progress=progress)
+    from archspace.evaluate.train import _as_factory
+
+    model = _as_factory(model, budget)
     if not isinstance(model, nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(budget.seed)

@@ -33,6 +33,10 @@ class TrainBudget(BaseModel):
     train_subset: int | None = Field(5000, ge=10, description="class-balanced train subset; None = all")
     test_subset: int | None = Field(2000, ge=10, description="class-balanced test subset; None = all")
     resolution: int = Field(32, ge=8)
+    width_mult: float | None = Field(None, gt=0, le=4, description="train the spec with its stage widths scaled "
+                                     "(kept divisible by the heads); None = as the spec")
+    stem_stride: int | None = Field(None, ge=1, le=8, description="train the spec with its stem at this stride "
+                                    "(2 keeps 224 px feature-map sizes / 7 on 32 px inputs); None = as the spec")
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(500, ge=1)
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -189,8 +193,22 @@ def _evaluate(model: nn.Module, data: DeviceDataset, budget: TrainBudget, autoca
     return correct1.item() / n, correct5.item() / n
 
 
+def _as_factory(model, budget: TrainBudget):
+    """A spec becomes a factory of its model at the budget's proxy stem stride; a module or factory passes through."""
+    from archspace.spec.net import NetSpec
+
+    if isinstance(model, NetSpec):
+        from archspace.nn.build import build
+
+        spec = model.with_stem_stride(budget.stem_stride).with_width_mult(budget.width_mult)
+        return lambda: build(spec)
+    if budget.stem_stride is not None or budget.width_mult is not None:
+        raise ValueError("stem_stride/width_mult: the budget changes the network, so pass the NetSpec, not a built model")
+    return model
+
+
 def train_proxy(
-    model: nn.Module | Callable[[], nn.Module],
+    model: "nn.Module | Callable[[], nn.Module] | NetSpec",
     budget: TrainBudget | None = None,
     dataset: str = "fashion-mnist",
     *,
@@ -212,6 +230,7 @@ def train_proxy(
     ``experiments/fidelity.py`` for how well each budget ranks architectures.
     """
     budget = budget or TrainBudget()
+    model = _as_factory(model, budget)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} but CUDA is not available; use device='cpu'")

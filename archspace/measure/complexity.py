@@ -148,7 +148,7 @@ def complexity(spec, resolution: int | tuple[int, int] = 224, num_classes: int |
     c0 = spec.stages[0].width
     st = spec.stem
     if st.kind == "smt":
-        c1, h1, w1 = conv(h, w, spec.in_chans, c0, st.kernel_size, 2, st.kernel_size // 2, bias=False)
+        c1, h1, w1 = conv(h, w, spec.in_chans, c0, st.kernel_size, st.stride // 2, st.kernel_size // 2, bias=False)
         c2, h, w = conv(h1, w1, c0, c0, 2, 2)
         total = c1 + batchnorm(h1 * w1, c0) + c2 + layernorm(h * w, c0)
     else:

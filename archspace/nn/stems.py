@@ -11,19 +11,19 @@ from .layers import nchw, nhwc
 
 
 class SMTStem(nn.Module):
-    """SMT stem: conv kxk s2 (no bias) -> BN -> ReLU -> conv 2x2 s2 -> LN."""
+    """SMT stem: conv kxk s2 (s1 at proxy stride 2, no bias) -> BN -> ReLU -> conv 2x2 s2 -> LN."""
 
     def __init__(self, spec: SMTStemSpec, in_chans: int, width: int):
         super().__init__()
         k = spec.kernel_size
-        self.conv1 = nn.Conv2d(in_chans, width, k, stride=2, padding=k // 2, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, width, k, stride=spec.stride // 2, padding=k // 2, bias=False)
         self.bn = nn.BatchNorm2d(width)
         self.act = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(width, width, 2, stride=2)
         self.norm = nn.LayerNorm(width, eps=spec.norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv2(self.act(self.bn(self.conv1(x))))  # B,C,H/4,W/4
+        x = self.conv2(self.act(self.bn(self.conv1(x))))  # B,C,H/stride,W/stride
         return self.norm(nhwc(x))
 
 

@@ -14,11 +14,13 @@ def _plt():
 
 
 def _save(fig, path_stem: Path) -> list[Path]:
-    """Write a figure as .png and .svg and close it."""
+    """Write a figure as .png and .svg (each atomically) and close it."""
+    from ..files import atomic_write
+
     out = []
     for ext in ("png", "svg"):
         p = Path(f"{path_stem}.{ext}")
-        fig.savefig(p)
+        atomic_write(p, lambda tmp, ext=ext: fig.savefig(tmp, format=ext))
         out.append(p)
     _plt().close(fig)
     return out

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import field_validator, Field, ValidationError, model_validator
 
 from ..spec._base import PosInt, Spec
 from ..spec.errors import SpecError, first_error
@@ -69,6 +69,13 @@ class Ablation(Spec):
     seeds: PosInt = 2
     num_classes: PosInt = 10
     note: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        from .rundir import check_name
+
+        return check_name(v)
 
     @model_validator(mode="after")
     def _labels(self) -> "Ablation":

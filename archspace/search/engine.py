@@ -1,28 +1,59 @@
-"""The Optuna engine: ask/tell over a resumable storage; killed trials retried, repeated architectures reused."""
+"""The Optuna engine: workers sharing one storage run trials until the study holds exactly the budget.
+
+Every worker (a process started with the same ``--storage``, or one of ``--workers N``) runs this
+loop. The budget is counted from the storage, not per process: a trial *ends* when it completes,
+is pruned, or fails with a verdict (invalid, infeasible, failed, or crashed too often). Each trial
+runs through ``study.optimize(n_trials=1)``, so Optuna keeps its heartbeat, fails trials whose
+worker died (``fail_stale_trials``) and calls :func:`retry_callback`, which enqueues the trial's
+parameters again (at most ``max_retries`` times). A trial that finds the budget already taken by
+lower-numbered trials (two workers asked at once) ends as ``surplus`` without running and is not
+counted or listed. Results of an architecture already evaluated under the same evaluator (spec
+hash + seed) are looked up in the storage, and a worker waits for an identical architecture that
+another worker is evaluating instead of training it twice.
+"""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import os
 import socket
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
-from ..spec.io import spec_hash
-from .evaluate import Outcome, evaluator_key, latency_calibration, measure, prepare
-from .space import Space, base_values, editable, base_spec, grid, suggest
+from ..spec.errors import SpecError
+from .space import Space, base_spec, base_values, editable, grid, suggest
+from .storage import check_url, open_storage
 from .store import write_results
+from .trial import VERDICTS, Outcome, evaluator_key, latency_calibration, run_trial, screen
 
-FINISHED_VERDICTS = ("complete", "invalid", "infeasible", "failed", "pruned")
+SURPLUS = "surplus"
+
+
+class TrialFailed(Exception):
+    """Raised inside the objective to end a trial as FAIL (its verdict and reason are already recorded)."""
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError:  # pragma: no cover - optuna is a core dependency
-        raise RuntimeError("the search needs optuna: pip install optuna") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import optuna
+
     return optuna
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's per-trial log lines off while a search runs (its FAIL warnings repeat our own reasons); restored after."""
+    logger = logging.getLogger("optuna")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 def default_storage(run_dir: Path) -> str:
@@ -30,63 +61,30 @@ def default_storage(run_dir: Path) -> str:
     return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
 
 
-def make_sampler(space: Space, offset: int = 0):
-    """The Optuna sampler a space asks for, seeded (offset by the finished trials so a resume samples anew)."""
+def make_sampler(space: Space, seed: Optional[int] = None):
+    """The Optuna sampler a space asks for, with this worker's seed."""
     optuna = _optuna()
-    s, seed = space.sampler, space.seed + offset
+    s, seed = space.sampler, space.seed if seed is None else seed
     if s.kind == "nsga2":
         pop = s.population_size or max(4, min(50, space.budget.trials // 3))
         return optuna.samplers.NSGAIISampler(population_size=pop, seed=seed)
     if s.kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials or max(4, space.budget.trials // 4),
                                           multivariate=True, constant_liar=True)
-    if s.kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
     if s.kind == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.startup_trials or max(4, space.budget.trials // 4))
-    if s.kind == "grid":  # the grid itself is enqueued by run_search; the sampler only fills gaps
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"sampler.kind: {s.kind!r} is not known")  # unreachable: validated by the schema
+    return optuna.samplers.RandomSampler(seed=seed)  # random; grid: the grid is enqueued, the sampler fills gaps
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(worker: str) -> bool:
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True  # another machine's trial: left to that machine
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def finished(trial) -> bool:
-    """A trial that counts toward the budget (complete, or a verdict on an impossible/failed sample)."""
-    optuna = _optuna()
-    if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
-        return True
-    return trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("verdict") in FINISHED_VERDICTS
-
-
-def reap_stale(study) -> list[int]:
-    """Fail the RUNNING trials of dead local workers and enqueue their parameters again; returns their numbers."""
-    optuna = _optuna()
-    reaped = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker")
-        if worker and not _alive(worker):
-            study._storage.set_trial_user_attr(t._trial_id, "verdict", "killed")
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            if t.params:
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-            reaped.append(t.number)
-    return reaped
+def worker_seed(space: Space, done: int, worker_index: Optional[int], shared: bool) -> int:
+    """This worker's sampler seed: the space's seed (offset by finished trials, so a resume samples anew) for the
+    first worker; other ``--workers`` indices, and any worker on a user-given shared storage, get their own."""
+    if worker_index is None and not shared:
+        worker_index = 0
+    if worker_index == 0:
+        return space.seed + done
+    token = f"{space.seed}:{done}:{worker_index}:{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+    return int(hashlib.sha256(token.encode()).hexdigest()[:8], 16)
 
 
 def make_pruner(space: Space):
@@ -100,71 +98,146 @@ def make_pruner(space: Space):
     return optuna.pruners.MedianPruner(n_startup_trials=max(2, space.budget.trials // 5), n_warmup_steps=0)
 
 
-def pruning_callback(trial, space: Space, progress: Optional[Callable[[Any], Any]]) -> Callable[[Any], Optional[bool]]:
-    """A training progress callback that reports each fidelity to the trial and stops the run when it should be pruned."""
-    single = len(space.objectives) == 1
+def retry_callback(max_retries: int) -> Callable[[Any, Any], None]:
+    """Optuna failed-trial callback: enqueue a trial whose worker died again, at most ``max_retries`` times along its chain."""
 
-    def on_event(event: Any) -> Optional[bool]:
-        if progress is not None:
-            progress(event)
-        if single and getattr(event, "kind", None) == "fidelity" and event.top1 is not None:
-            trial.report(100.0 * event.top1, step=event.epoch)
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at_epoch", event.epoch)
-                return True
-        return None
+    def retry(study: Any, trial: Any) -> None:
+        retries = int(trial.user_attrs.get("retries", 0))
+        if retries >= max_retries or not trial.params:
+            return
+        attrs = {"retry_of": trial.number, "retries": retries + 1}
+        if trial.user_attrs.get("reference"):
+            attrs["reference"] = trial.user_attrs["reference"]
+        study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
 
-    return on_event
+    return retry
 
 
-def make_storage(url: str):
-    """An Optuna storage from a URL: any RDB URL (sqlite:///, postgresql://...) or journal:///path/to/file.log."""
+def trial_status(t: Any, max_retries: int) -> str:
+    """'ended' (counts toward the budget), 'running', 'waiting', 'retried' (a crash that was enqueued again) or 'surplus'."""
+    state = t.state.name
+    if state in ("RUNNING", "WAITING"):
+        return state.lower()
+    if state in ("COMPLETE", "PRUNED"):
+        return "ended"
+    verdict = t.user_attrs.get("verdict")
+    if verdict == SURPLUS:
+        return SURPLUS
+    if verdict in VERDICTS:
+        return "ended"
+    return "ended" if int(t.user_attrs.get("retries", 0)) >= max_retries else "retried"
+
+
+def finished(trial: Any, max_retries: int = 2) -> bool:
+    """A trial that counts toward the budget."""
+    return trial_status(trial, max_retries) == "ended"
+
+
+@dataclass
+class Census:
+    ended: int = 0
+    running: int = 0
+    waiting: int = 0
+
+
+def census(trials: list, max_retries: int) -> Census:
+    c = Census()
+    for t in trials:
+        s = trial_status(t, max_retries)
+        if s in ("ended", "running", "waiting"):
+            setattr(c, s, getattr(c, s) + 1)
+    return c
+
+
+def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, create: bool = True):
+    """Create (or, with ``create=False``, only load) the study of a space; SpecError naming the fix when it cannot."""
     optuna = _optuna()
-    if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend
-
-        path = url[len("journal://"):]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
-    return url
-
-
-def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, offset: int = 0):
-    """Create or load the study of a space (same name, same directions)."""
-    optuna = _optuna()
-    url = make_storage(storage or default_storage(run_dir))
-    study = optuna.create_study(study_name=space.name, storage=url, directions=space.directions,
-                                sampler=make_sampler(space, offset), pruner=make_pruner(space), load_if_exists=True)
+    url = storage or default_storage(run_dir)
+    w = space.workers
+    st = open_storage(url, heartbeat_s=w.heartbeat_s, grace_s=w.grace_s, stale_callback=retry_callback(w.max_retries),
+                      create=create)
+    with quiet_optuna():
+        if create:
+            study = optuna.create_study(study_name=space.name, storage=st, directions=space.directions, load_if_exists=True)
+        else:
+            try:
+                study = optuna.load_study(study_name=space.name, storage=st)
+            except KeyError:
+                raise SpecError(f"--storage: no study named {space.name!r} there (nothing was changed; check --storage)") from None
     if [d.name.lower() for d in study.directions] != space.directions:
-        raise ValueError(f"storage: study {space.name!r} exists with other objectives; use another --run-dir or --storage")
+        raise SpecError(f"--storage: study {space.name!r} exists with other objectives; use another --run-dir or --storage")
     return study
 
 
-def _enqueue_grid(study, space: Space) -> None:
-    """Enqueue every grid point not yet finished, running or waiting (in grid order)."""
-    import itertools
+def _enqueue_once(study: Any, space: Space) -> None:
+    """Enqueue the base network and the grid when the study is new; duplicates from racing workers end as surplus."""
+    if study.get_trials(deepcopy=False):
+        return
+    if space.enqueue_base:
+        values = base_values(space)
+        if values is not None:
+            study.enqueue_trial(values, user_attrs={"reference": "base", "enqueued": "base"})
+    if space.sampler.kind == "grid":
+        import itertools
 
-    optuna = _optuna()
-    g = grid(space)
-    seen = {json.dumps(t.params, sort_keys=True) for t in study.get_trials(deepcopy=False)
-            if finished(t) or t.state in (optuna.trial.TrialState.RUNNING,)}
-    waiting = {json.dumps(t.system_attrs.get("fixed_params", {}), sort_keys=True)
-               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
-    for combo in itertools.product(*g.values()):
-        params = dict(zip(g.keys(), combo))
-        key = json.dumps(params, sort_keys=True)
-        if key not in seen and key not in waiting:
-            study.enqueue_trial(params)
+        g = grid(space)
+        for combo in itertools.product(*g.values()):
+            params = dict(zip(g.keys(), combo))
+            study.enqueue_trial(params, user_attrs={"enqueued": "grid:" + json.dumps(params, sort_keys=True)})
 
 
-def rows_and_specs(study) -> tuple[list[dict], dict[str, dict]]:
-    """Trial rows for trials.csv and the spec of every evaluated architecture."""
+def agree_calibration(study: Any, space: Space) -> Any:
+    """One latency calibration per study, agreed by every worker: the earliest one written wins.
+
+    Each worker that finds none measures one and writes it under its own key with the time; then
+    all read every candidate and use the earliest. A worker that starts later finds the winner
+    already there and measures nothing, so all workers report latency in the same unit.
+    """
+    from ..measure.latency import Calibration
+
+    def candidates() -> list[tuple[float, str, dict]]:
+        attrs = study.user_attrs
+        found = [(float(v["at"]), k, v["calibration"]) for k, v in attrs.items() if k.startswith("latency_calibration:")]
+        if "latency_calibration" in attrs:  # written by an earlier version: a single value
+            found.append((0.0, "latency_calibration", attrs["latency_calibration"]))
+        return sorted(found, key=lambda c: (c[0], c[1]))
+
+    def usable(found):
+        return [c for c in found if Calibration.model_validate(c[2]).fits(space.measure.threads)]
+
+    found = usable(candidates())
+    if not found:
+        cal = latency_calibration(space, None)
+        if cal is None:
+            return None
+        key = f"latency_calibration:{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        study.set_user_attr(key, {"at": time.time(), "calibration": cal.model_dump(mode="json")})
+        found = usable(candidates())
+    return latency_calibration(space, found[0][2])
+
+
+def rows_and_specs(study: Any, max_retries: int = 2) -> tuple[list[dict], dict[str, dict]]:
+    """Trial rows for trials.csv (surplus and waiting trials left out) and the spec of every evaluated architecture."""
     rows, specs = [], {}
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
+    for t in trials:
+        status = trial_status(t, max_retries)
+        if status in (SURPLUS, "waiting"):
+            continue
         a = t.user_attrs
-        row = {"number": t.number, "state": t.state.name, "verdict": a.get("verdict"), "reason": a.get("reason"),
-               "spec_hash": a.get("spec_hash"), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"), "reference": a.get("reference"),
-               "seconds": round(a["seconds"], 3) if "seconds" in a else None, "params": json.dumps(t.params, sort_keys=True)}
+        verdict, reason = a.get("verdict"), a.get("reason")
+        if status == "running":
+            verdict = "running"
+        elif verdict is None:  # failed by the heartbeat: its worker died mid-trial
+            verdict = "killed"
+            n = int(a.get("retries", 0)) + 1
+            reason = (f"worker died mid-trial; retried as trial {retried_as[t.number]}" if t.number in retried_as
+                      else f"crashed {n} time{'s' if n > 1 else ''}" if status == "ended" else "worker died mid-trial")
+        row = {"number": t.number, "state": t.state.name, "verdict": verdict, "reason": reason,
+               "spec_hash": a.get("spec_hash"), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"),
+               "reference": a.get("reference"), "seconds": round(a["seconds"], 3) if "seconds" in a else None,
+               "worker": a.get("worker"), "params": json.dumps(t.params, sort_keys=True)}
         row.update(a.get("values", {}))
         rows.append(row)
         if a.get("spec") and a.get("spec_hash"):
@@ -172,36 +245,87 @@ def rows_and_specs(study) -> tuple[list[dict], dict[str, dict]]:
     return rows, specs
 
 
-def _record(study, trial, out: Outcome, **extra: Any) -> None:
-    attrs = {"verdict": out.verdict, "reason": out.reason, "spec_hash": out.spec_hash, "values": out.values,
-             "cost": out.cost, "seconds": out.seconds, "seed": out.seed, **extra}
-    if out.spec is not None:
-        attrs["spec"] = out.spec
-    if out.latency is not None:
-        attrs["latency"] = out.latency
-    if out.accuracy is not None:
-        attrs["accuracy"] = {k: v for k, v in out.accuracy.items() if k != "budget"}
-    for k, v in attrs.items():
-        if v is not None:
+class _Objective:
+    """One trial of the worker loop, called by ``study.optimize(n_trials=1)``."""
+
+    def __init__(self, study: Any, space: Space, target: int, calibration: Any, progress: Any, worker: str):
+        self.study, self.space, self.target, self.calibration = study, space, target, calibration
+        self.progress, self.worker = progress, worker
+        self.ekey = evaluator_key(space)
+        self.base = editable(base_spec(space))
+        self.max_retries = space.workers.max_retries
+        self.outcome: Optional[Outcome] = None
+        self.number = -1
+
+    def _earlier(self, number: int) -> list:
+        return [t for t in self.study.get_trials(deepcopy=False) if t.number < number]
+
+    def __call__(self, trial: Any) -> Any:
+        optuna = _optuna()
+        self.outcome, self.number = None, trial.number
+        trial.set_user_attr("worker", self.worker)
+        earlier = [t for t in self._earlier(trial.number) if trial_status(t, self.max_retries) in ("ended", "running")]
+        key = trial.user_attrs.get("enqueued")
+        if len(earlier) >= self.target or (key and any(t.user_attrs.get("enqueued") == key for t in earlier)):
+            trial.set_user_attr("verdict", SURPLUS)
+            raise TrialFailed(SURPLUS)
+        trial.set_user_attr("evaluator_key", self.ekey)
+        try:
+            out = screen(self.space, suggest(trial, self.space), self.base)
+        except Exception as exc:  # noqa: BLE001 - a sample that breaks screening is that trial's failure
+            out = Outcome(verdict="failed", reason=f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        if out.verdict == "complete":
+            trial.set_user_attr("spec_hash", out.spec_hash)
+            trial.set_user_attr("cache_key", out.cache_key)
+            cached = self._cached(trial, out)
+            if cached is not None:
+                out.values = dict(cached.user_attrs.get("values", {}))
+                self._record(trial, out, cached_from=cached.number)
+                return out.objective_values(self.space)
+            if self.progress is not None:
+                self.progress.trial_started(trial.number, out)
+            out = run_trial(self.space, out, self._pruning(trial), self.calibration)
+        self._record(trial, out)
+        if out.verdict == "complete":
+            return out.objective_values(self.space)
+        if out.verdict == "pruned":
+            raise optuna.TrialPruned(out.reason)
+        raise TrialFailed(out.reason or out.verdict)
+
+    def _cached(self, trial: Any, out: Outcome) -> Any:
+        """A finished trial of the same architecture and evaluator, waiting for one that another worker is running."""
+        optuna = _optuna()
+        while True:
+            same = [t for t in self._earlier(trial.number) if t.user_attrs.get("cache_key") == out.cache_key
+                    and t.user_attrs.get("evaluator_key") == self.ekey]
+            done = [t for t in same if t.state == optuna.trial.TrialState.COMPLETE and "values" in t.user_attrs]
+            if done:
+                return done[0]
+            if not any(t.state == optuna.trial.TrialState.RUNNING for t in same):
+                return None
+            optuna.storages.fail_stale_trials(self.study)
+            time.sleep(min(2.0, self.space.workers.heartbeat_s / 2))
+
+    def _pruning(self, trial: Any) -> Callable[[Any], Optional[bool]]:
+        single = len(self.space.objectives) == 1
+        progress = self.progress.train_event if self.progress is not None else None
+
+        def on_event(event: Any) -> Optional[bool]:
+            if progress is not None:
+                progress(event)
+            if single and getattr(event, "kind", None) == "fidelity" and event.top1 is not None:
+                trial.report(100.0 * event.top1, step=event.epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_at_epoch", event.epoch)
+                    return True
+            return None
+
+        return on_event
+
+    def _record(self, trial: Any, out: Outcome, **extra: Any) -> None:
+        for k, v in {**out.attrs(), **extra}.items():
             trial.set_user_attr(k, v)
-
-
-def study_calibration(study: Any, space: Space) -> Any:
-    """The study's latency calibration: read from its user attributes, or measured once and stored there.
-
-    Every trial of a study, across resumes and workers sharing the storage, then reports latency
-    in the same unit, so machine-speed drift between trials does not reorder the front. Two
-    workers starting at the same moment may both calibrate; the value stored last wins and both
-    re-read it.
-    """
-    stored = study.user_attrs.get("latency_calibration")
-    cal = latency_calibration(space, stored)
-    if cal is None:
-        return None
-    if stored != cal.model_dump(mode="json"):
-        study.set_user_attr("latency_calibration", cal.model_dump(mode="json"))
-        cal = latency_calibration(space, study.user_attrs.get("latency_calibration"))
-    return cal
+        self.outcome = out
 
 
 def run_search(
@@ -213,71 +337,57 @@ def run_search(
     timeout_s: Optional[float] = None,
     progress: Optional[Any] = None,
     on_result: Optional[Callable[[list[dict], dict], None]] = None,
+    worker_index: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the search until ``trials`` trials have finished; results are written after every trial."""
+    """Work on the search until the study holds ``trials`` ended trials (counted over all workers); returns a summary."""
     optuna = _optuna()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     target = trials or space.budget.trials
     timeout_s = timeout_s if timeout_s is not None else space.budget.timeout_s
-    probe = open_study(space, run_dir, storage)
-    done0 = sum(finished(t) for t in probe.get_trials(deepcopy=False))
-    study = open_study(space, run_dir, storage, offset=done0)
-    reaped = reap_stale(study)
-    ekey = evaluator_key(space)
-    base_edit = editable(base_spec(space))
-    calibration = study_calibration(study, space)
-    if space.enqueue_base and not study.get_trials(deepcopy=False):
-        values = base_values(space)
-        if values is not None:
-            study.enqueue_trial(values, user_attrs={"reference": "base"})
-    if space.sampler.kind == "grid":
-        _enqueue_grid(study, space)
-    cache: dict[str, tuple[int, dict]] = {}
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.user_attrs.get("evaluator_key") == ekey and t.user_attrs.get("spec_hash"):
-            key = f"{t.user_attrs['spec_hash']}:{t.user_attrs.get('seed', space.seed)}"
-            cache.setdefault(key, (t.number, t.user_attrs.get("values", {})))
+    if storage:
+        check_url(storage)
+    study = open_study(space, run_dir, storage)
+    max_retries = space.workers.max_retries
+    all_trials = study.get_trials(deepcopy=False)
+    done0 = census(all_trials, max_retries).ended
+    study.sampler = make_sampler(space, worker_seed(space, done0, worker_index, shared=storage is not None))
+    study.pruner = make_pruner(space)
+    if not study.metric_names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.key for o in space.objectives])
+    _enqueue_once(study, space)
+    calibration = agree_calibration(study, space)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    objective = _Objective(study, space, target, calibration, progress, worker)
     start = time.monotonic()
-    n_done = sum(finished(t) for t in study.get_trials(deepcopy=False))
     if progress is not None:
-        progress.start(target, n_done, reaped)
-    while n_done < target:
-        if timeout_s is not None and time.monotonic() - start > timeout_s:
-            break
-        trial = study.ask()
-        trial.set_user_attr("worker", _worker_id())
-        trial.set_user_attr("evaluator_key", ekey)
-        values = suggest(trial, space)
-        out = prepare(space, values, base_edit)
-        state = optuna.trial.TrialState.FAIL
-        if out.verdict == "complete" and out.cache_key in cache:
-            number, cached = cache[out.cache_key]
-            out.values = dict(cached)
-            _record(study, trial, out, cached_from=number)
-            study.tell(trial, out.objective_values(space))
-        else:
-            if out.verdict == "complete":
-                if progress is not None:
-                    progress.trial_started(trial.number, out)
-                out = measure(space, out, pruning_callback(trial, space, progress.train_event if progress is not None else None),
-                              calibration)
-            _record(study, trial, out)
-            if out.verdict == "complete":
-                cache[out.cache_key] = (trial.number, out.values)
-                study.tell(trial, out.objective_values(space))
-            else:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED if out.verdict == "pruned" else state)
-        n_done += 1
-        rows, specs = rows_and_specs(study)
-        summary = write_results(run_dir, space, rows, specs)
-        if progress is not None:
-            progress.trial_done(trial.number, out, summary)
-        if on_result is not None:
-            on_result(rows, summary)
-    rows, specs = rows_and_specs(study)
+        progress.start(target, done0)
+    summary: dict[str, Any] = {}
+    with quiet_optuna():
+        while True:
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                break
+            c = census(study.get_trials(deepcopy=False), max_retries)
+            if c.ended >= target:
+                break
+            if c.ended + c.running >= target:  # the rest is running elsewhere: wait, and retry it if its worker dies
+                optuna.storages.fail_stale_trials(study)
+                time.sleep(min(2.0, space.workers.heartbeat_s / 2))
+                continue
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
+            out = objective.outcome
+            if out is None:
+                continue  # surplus: nothing ran
+            rows, specs = rows_and_specs(study, max_retries)
+            summary = write_results(run_dir, space, rows, specs)
+            if progress is not None:
+                progress.trial_done(objective.number, out, summary)
+            if on_result is not None:
+                on_result(rows, summary)
+    rows, specs = rows_and_specs(study, max_retries)
     summary = write_results(run_dir, space, rows, specs)
-    summary["reaped"] = reaped
     if progress is not None:
         progress.stop()
     return summary
+

@@ -1,7 +1,6 @@
 """A rich progress display for searches: trials done, failures, front size, ETA, and the current trial's training."""
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Optional
 
@@ -9,9 +8,10 @@ from typing import Any, Optional
 class SearchProgress:
     """Progress callbacks of :func:`archspace.search.engine.run_search`, drawn with rich (plain lines without a TTY)."""
 
-    def __init__(self, label: str, enabled: bool = True):
+    def __init__(self, label: str, enabled: bool = True, force: bool = False):
         self.label = label
         self.enabled = enabled
+        self.force = force  # draw the bar even without a terminal
         self.failures = 0
         self.front = 0
         self._progress = None
@@ -19,21 +19,20 @@ class SearchProgress:
         self._sub = None
         self._t0 = time.monotonic()
 
-    def start(self, total: int, done: int, reaped: list[int]) -> None:
+    def start(self, total: int, done: int) -> None:
         if not self.enabled:
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
-        if reaped:
-            console.print(f"[yellow]resuming: {len(reaped)} interrupted trial(s) {reaped} will be retried[/]")
+        self._done0 = done
         if done:
             console.print(f"resuming: {done} finished trial(s) kept")
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
                                   TimeRemainingColumn(), console=console, transient=False,
-                                  disable=not console.is_terminal and not _force())
+                                  disable=not console.is_terminal and not self.force)
         self._progress.start()
         self._task = self._progress.add_task(self.label, total=total, completed=done, info=self._info())
         self._plain = not console.is_terminal
@@ -73,7 +72,8 @@ class SearchProgress:
         if self._plain:
             elapsed = time.monotonic() - self._t0
             task = self._progress.tasks[0]
-            eta = elapsed / max(task.completed, 1) * (task.total - task.completed) if task.total else 0
+            here = task.completed - self._done0  # trials this session ran: a resume's old trials took no time here
+            eta = elapsed / here * (task.total - task.completed) if task.total and here > 0 else 0
             line += f"  [{int(task.completed)}/{int(task.total)} done, {self._info()}, eta {eta:.0f}s]"
         self._console.print(line, highlight=False)
 
@@ -81,6 +81,3 @@ class SearchProgress:
         if self._progress is not None:
             self._progress.stop()
 
-
-def _force() -> bool:
-    return "--progress" in sys.argv

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .engine import make_sampler
-from .evaluate import latency_calibration, measure, prepare
+from .trial import latency_calibration, run_trial, screen
 from .space import Space, base_spec, base_values, editable, suggest
 from .store import write_results
 
@@ -50,17 +50,16 @@ def _trainable(space_json: str, run_dir: str, calibration_json: Optional[str] = 
         space = Space.model_validate_json(space_json)
         calibration = Calibration.model_validate_json(calibration_json) if calibration_json else None
         values = {p.name: config[p.name] for p in space.params}
-        out = prepare(space, values)
+        out = screen(space, values)
 
         def report_fidelity(event: Any) -> Optional[bool]:
             if getattr(event, "kind", None) == "fidelity" and len(space.objectives) == 1 and event.top1 is not None:
                 tune.report({"accuracy": 100.0 * event.top1, "epoch": event.epoch, "verdict": "running"})
             return None
 
-        if out.verdict == "complete":
-            out = measure(space, out, report_fidelity, calibration)
+        out = run_trial(space, out, report_fidelity, calibration)
         metrics: dict[str, Any] = {"verdict": out.verdict, "reason": out.reason or "", "spec_hash": out.spec_hash or "",
-                                   "seconds": out.seconds, "spec_json": json.dumps(out.spec) if out.spec else ""}
+                                   "seconds": out.seconds, "spec_json": json.dumps(out.attrs()["spec"]) if out.spec else ""}
         for o in space.objectives:
             v = out.values.get(o.key)
             if v is None or out.verdict != "complete" or not math.isfinite(v):

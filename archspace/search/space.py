@@ -6,13 +6,14 @@ base in its *editable form*: each stage as counts + strategy + one template per 
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..spec._base import NonNegFloat, PosFloat, PosInt, Spec
+from ..spec._base import MAX_INT, NonNegFloat, PosFloat, PosInt, Spec
 from ..spec.blocks import default_kernel_sizes
 from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
@@ -45,6 +46,11 @@ class Param(Spec):
 
     @model_validator(mode="after")
     def _one_domain(self) -> "Param":
+        values = [*(self.choices or []), self.low, self.high, self.step]
+        flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+        for v in flat:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and abs(v) <= MAX_INT):
+                raise ValueError(f"{v!r} is out of range (values must be finite and at most {MAX_INT:,} in size)")
         if self.choices is not None:
             if self.low is not None or self.high is not None:
                 raise ValueError("give either choices or low/high, not both")
@@ -150,6 +156,20 @@ class Budget(Spec):
     timeout_s: Optional[PosFloat] = None
 
 
+class Workers(Spec):
+    """How workers sharing a storage look after each other: heartbeat, grace period, retries of crashed trials."""
+
+    heartbeat_s: Annotated[int, Field(ge=1, le=3600)] = 10
+    grace_s: Annotated[int, Field(ge=2, le=86400)] = 60
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 2
+
+    @model_validator(mode="after")
+    def _check(self) -> "Workers":
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(f"grace_s: {self.grace_s} must exceed heartbeat_s {self.heartbeat_s} (use at least twice it)")
+        return self
+
+
 class Space(Spec):
     """A search space file."""
 
@@ -162,11 +182,19 @@ class Space(Spec):
     measure: Measure = Field(default_factory=Measure)
     sampler: Sampler = Field(default_factory=Sampler)
     budget: Budget = Field(default_factory=Budget)
+    workers: Workers = Field(default_factory=Workers)
     seed: int = 0
     num_classes: PosInt = 10
     enqueue_base: bool = True
     description: str = ""
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        from .rundir import check_name
+
+        return check_name(v)
 
     @model_validator(mode="after")
     def _check(self) -> "Space":

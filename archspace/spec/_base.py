@@ -24,8 +24,10 @@ class Spec(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
 
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, BeforeValidator(_to_float), Field(gt=0)]
-NonNegFloat = Annotated[float, BeforeValidator(_to_float), Field(ge=0)]
+MAX_INT = 65536  # widths, heads, kernels, ratios: every integer field of a spec stays below this
+PosInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+PosFloat = Annotated[float, BeforeValidator(_to_float), Field(gt=0, allow_inf_nan=False)]
+Ratio = Annotated[float, BeforeValidator(_to_float), Field(gt=0, le=64, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, BeforeValidator(_to_float), Field(ge=0, allow_inf_nan=False)]
 Eps = Annotated[float, BeforeValidator(_to_float), Field(gt=0, lt=1)]
 IntTuple = Annotated[tuple[int, ...], BeforeValidator(_to_tuple)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ._base import Eps, IntTuple, NonNegFloat, PosFloat, PosInt, Spec, _to_tuple
+from ._base import MAX_INT, Eps, IntTuple, NonNegFloat, PosFloat, PosInt, Ratio, Spec, _to_tuple
 
 Aggregation = Literal["saa", "ibn", "linear2", "linear1", "none"]
 Split = Literal["even", "front", "last"]
@@ -16,6 +16,8 @@ Split = Literal["even", "front", "last"]
 
 def default_kernel_sizes(heads: int) -> tuple[int, ...]:
     """SMT's MHMC kernels: 3, 5, 7, ... one per head."""
+    if heads > MAX_INT:
+        raise ValueError(f"heads: {heads} is more than {MAX_INT} (use at most the stage width)")
     return tuple(3 + 2 * i for i in range(heads))
 
 
@@ -50,8 +52,8 @@ class SAMBlock(Spec):
     kernel_sizes: IntTuple = ()
     split: Split = "even"
     aggregation: Aggregation = "saa"
-    expand_ratio: PosInt = 2
-    mlp_ratio: PosFloat = 4.0
+    expand_ratio: Annotated[int, Field(gt=0, le=64)] = 2
+    mlp_ratio: Ratio = 4.0
     qkv_bias: bool = True
     layer_scale: Optional[PosFloat] = None
     norm_eps: Eps = 1e-6
@@ -61,7 +63,7 @@ class SAMBlock(Spec):
     def _fill_kernels(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("kernel_sizes"):
             heads = data.get("heads", 4)
-            if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0:
+            if isinstance(heads, int) and not isinstance(heads, bool) and 0 < heads <= MAX_INT:
                 data = {**data, "kernel_sizes": default_kernel_sizes(heads)}
         return data
 
@@ -90,7 +92,7 @@ class EffModBlock(Spec):
     """EfficientMod block: LN, context f -> depth-wise conv + GELU -> g, times the expanded value fc1, then fc2; layer-scaled residual."""
 
     kind: Literal["effmod"] = "effmod"
-    mlp_ratio: PosInt = 6
+    mlp_ratio: Annotated[int, Field(gt=0, le=64)] = 6
     kernel_size: PosInt = 7
     layer_scale: Optional[PosFloat] = 1e-4
     norm_eps: Eps = 1e-5
@@ -123,7 +125,7 @@ class MSABlock(Spec):
     heads: PosInt = 8
     min_head_dim: Annotated[int, Field(ge=0)] = 0
     qkv_bias: bool = True
-    mlp_ratio: PosFloat = 4.0
+    mlp_ratio: Ratio = 4.0
     layer_scale: Optional[PosFloat] = None
     norm_eps: Eps = 1e-6
 

@@ -30,13 +30,51 @@ def read_yaml(path: Union[str, Path]) -> Any:
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML text with the safe loader; one-line error with line and column on failure."""
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise SpecError(f"{source}: malformed YAML (nested more than {MAX_YAML_DEPTH} levels deep; a spec needs only a few)")
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(f"{source}: malformed YAML (nested too deeply; a spec needs only a few levels)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{source}:{where}: malformed YAML ({' '.join(str(problem).split())})") from None
+    if _expanded_size(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        raise SpecError(f"{source}: YAML expands to more than {MAX_YAML_VALUES:,} values (alias chains?); write it out plainly")
+    return data
+
+
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 100
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of flow brackets ([ and {) in the text (brackets inside quotes are counted too: an upper bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _expanded_size(data: Any, limit: int) -> int:
+    """How many values ``data`` holds with every alias expanded, counting no further than just past ``limit``."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 def preset_names() -> list[str]:

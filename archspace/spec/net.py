@@ -1,6 +1,7 @@
 """Network spec: stem, ordered stages of blocks, head (the tree the builder mirrors)."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, model_validator
@@ -11,10 +12,11 @@ from .stacking import expand, pattern_string
 
 
 class SMTStem(Spec):
-    """SMT stem: conv kxk s2 (no bias) + BN + ReLU + conv 2x2 s2 + LN; stride 4."""
+    """SMT stem: conv kxk s(stride/2) (no bias) + BN + ReLU + conv 2x2 s2 + LN; stride 4 (2: proxy for small inputs)."""
 
     kind: Literal["smt"] = "smt"
     kernel_size: Literal[3, 7] = 3
+    stride: Literal[2, 4] = 4
     norm_eps: Eps = 1e-5
 
 
@@ -183,11 +185,45 @@ class NetSpec(Spec):
     @property
     def stride(self) -> int:
         """Total downsampling factor of the features."""
-        s = 4 if self.stem.kind == "smt" else self.stem.stride
+        s = self.stem.stride
         for st in self.stages[1:]:
             if st.downsample is not None:
                 s *= st.downsample.stride
         return s
+
+    def with_stem_stride(self, stride: Optional[int]) -> "NetSpec":
+        """The same network with its stem at another stride (same parameters): a proxy that keeps feature-map sizes on small inputs.
+
+        SMT's stem keeps its kernels and takes stride 2 in the first conv only when ``stride`` is 4;
+        EfficientMod's stem conv takes the new stride with its padding unchanged. None: unchanged.
+        """
+        if stride is None or stride == self.stem.stride:
+            return self
+        if self.stem.kind == "smt" and stride not in (2, 4):
+            raise ValueError(f"stem_stride: the SMT stem supports 2 or 4, not {stride}")
+        if stride < 1:
+            raise ValueError(f"stem_stride: {stride} must be at least 1")
+        return self.model_copy(update={"stem": self.stem.model_copy(update={"stride": stride})})
+
+    def with_width_mult(self, mult: Optional[float]) -> "NetSpec":
+        """The same network with every stage width scaled by ``mult`` (a proxy knob), kept divisible by its blocks' heads.
+
+        Each new width is the multiple of the lcm of the stage's head counts nearest to ``width * mult``
+        (at least one such multiple), so every block stays valid; depth, kinds, kernels, ratios and
+        feature-map sizes are unchanged. None or 1: unchanged.
+        """
+        if mult is None or mult == 1:
+            return self
+        if not 0 < mult <= 4:
+            raise ValueError(f"width_mult: {mult} must be in (0, 4]")
+        data = self.model_dump()
+        for stage in data["stages"]:
+            q = 1
+            for block in stage["blocks"]:
+                if "heads" in block:
+                    q = math.lcm(q, int(block["heads"]))
+            stage["width"] = max(q, int(round(stage["width"] * mult / q)) * q)
+        return type(self).model_validate(data)
 
     def drop_path_rates(self) -> list[list[float]]:
         """Per-block drop-path rates: linear from 0 to drop_path_rate over all blocks, or uniform."""

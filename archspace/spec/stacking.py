@@ -35,6 +35,9 @@ def counts_for(strategy: str, kinds: Sequence[str], depth: int) -> dict[str, int
     return {kinds[0]: first, kinds[1]: depth - first}
 
 
+MAX_DEPTH = 1024  # blocks in one stage
+
+
 def expand(
     strategy: str,
     counts: Optional[Mapping[str, int]] = None,
@@ -48,7 +51,18 @@ def expand(
     if strategy == "pattern":
         if not pattern:
             raise ValueError("pattern: an explicit pattern needs a non-empty list of block kinds")
-        return list(pattern)
+        pattern = list(pattern)
+        if len(pattern) > MAX_DEPTH:
+            raise ValueError(f"pattern: {len(pattern)} blocks in one stage; at most {MAX_DEPTH}")
+        return pattern
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or not 0 < depth <= MAX_DEPTH):
+        raise ValueError(f"depth: {depth!r} must be a whole number of blocks from 1 to {MAX_DEPTH}")
+    if counts is not None:
+        for kind, n in counts.items():
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise ValueError(f"counts.{kind}: {n!r} must be a whole number of blocks")
+        if sum(counts.values()) > MAX_DEPTH:
+            raise ValueError(f"counts: {sum(counts.values())} blocks in one stage; at most {MAX_DEPTH}")
     if counts is None:
         if not kinds or depth is None:
             raise ValueError(f"counts: stacking {strategy!r} needs counts, or kinds and depth")

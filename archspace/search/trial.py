@@ -1,0 +1,230 @@
+"""The one trial runner every engine uses: sample -> screen -> build -> measure -> evaluate -> outcome.
+
+:func:`screen` is the cheap part (validate the sampled spec, analytic complexity, constraints, a
+memory estimate) and builds nothing; :func:`run_trial` does the rest. Neither raises for anything
+that goes wrong inside a trial: an impossible sample, an out-of-memory build (CPU or GPU), a
+forward error, a missing dataset or a non-finite objective become an :class:`Outcome` with a
+verdict and the reason, so one bad sample is that trial's failure and never the search's.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+
+from ..measure.complexity import complexity
+from ..spec.errors import SpecError
+from ..spec.io import spec_hash, spec_to_dict
+from .space import Space, seed_of, spec_for
+
+if TYPE_CHECKING:
+    from ..measure.latency import Calibration
+    from ..spec.net import NetSpec
+
+Verdict = Literal["complete", "invalid", "infeasible", "failed", "pruned"]
+VERDICTS: tuple[str, ...] = ("complete", "invalid", "infeasible", "failed", "pruned")
+BYTES_PER_PARAM_TRAINING = 16  # fp32 weights, gradients and AdamW's two moments
+
+
+@dataclass
+class Outcome:
+    """What a trial produced: a verdict (and why), objective values, the spec and the records behind them."""
+
+    verdict: Verdict
+    reason: Optional[str] = None
+    values: dict[str, float] = field(default_factory=dict)
+    spec: Optional["NetSpec"] = None
+    spec_hash: Optional[str] = None
+    cost: dict[str, int] = field(default_factory=dict)
+    latency: Optional[dict] = None
+    accuracy: Optional[dict] = None
+    seed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def cache_key(self) -> str:
+        """Architecture and evaluation seed."""
+        return f"{self.spec_hash}:{self.seed}"
+
+    def objective_values(self, space: Space) -> list[float]:
+        """Values in the order of the space's objectives."""
+        return [self.values[o.key] for o in space.objectives]
+
+    def fail(self, verdict: Verdict, reason: str) -> "Outcome":
+        self.verdict, self.reason = verdict, reason
+        return self
+
+    def attrs(self) -> dict[str, Any]:
+        """The outcome as JSON-able trial attributes (the spec becomes a dict here, and only here)."""
+        out: dict[str, Any] = {"verdict": self.verdict, "reason": self.reason, "spec_hash": self.spec_hash,
+                               "values": self.values, "cost": self.cost, "seconds": self.seconds, "seed": self.seed}
+        if self.spec is not None:
+            out["spec"] = spec_to_dict(self.spec)
+        if self.latency is not None:
+            out["latency"] = self.latency
+        if self.accuracy is not None:
+            out["accuracy"] = {k: v for k, v in self.accuracy.items() if k != "budget"}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _metrics(space: Space, cost: dict[str, int]) -> dict[str, float]:
+    conv = next((o.convention for o in space.objectives if o.metric == "flops"), "smt-paper")
+    return {"mparams": cost["params"] / 1e6, "gmacs": cost[conv] / 1e9}
+
+
+def check_constraints(space: Space, cost: dict[str, int], latency_ms: Optional[float] = None) -> Optional[str]:
+    """The first violated constraint, as a sentence, or None."""
+    c = space.constraints
+    if c.max_params is not None and cost["params"] > c.max_params:
+        return f"params {cost['params']:,} > max_params {c.max_params:,}"
+    if c.max_flops is not None and cost[c.flops_convention] > c.max_flops:
+        return f"{c.flops_convention} MACs {cost[c.flops_convention]:.4g} > max_flops {c.max_flops:.4g}"
+    if c.max_latency_ms is not None and latency_ms is not None and latency_ms > c.max_latency_ms:
+        return f"latency {latency_ms:.2f} ms > max_latency_ms {c.max_latency_ms}"
+    return None
+
+
+def memory_limit_bytes() -> Optional[int]:
+    """What this process may allocate: the address-space limit or the machine's memory, whichever is lower."""
+    limits = []
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft not in (resource.RLIM_INFINITY, -1):
+            limits.append(int(soft))
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    return min(limits) if limits else None
+
+
+def screen(space: Space, values: dict[str, Any], base: Optional[dict] = None) -> Outcome:
+    """The cheap part: spec, hash, analytic complexity, constraints and a memory estimate; no model is built."""
+    t0 = time.perf_counter()
+    try:
+        spec = spec_for(space, values, base)
+    except SpecError as exc:
+        return Outcome(verdict="invalid", reason=str(exc), seconds=time.perf_counter() - t0)
+    cost = complexity(spec, space.measure.resolution, num_classes=space.num_classes)
+    out = Outcome(verdict="complete", spec=spec, spec_hash=spec_hash(spec), cost=cost, values=_metrics(space, cost),
+                  seed=seed_of(space, values))
+    problem = check_constraints(space, cost)
+    limit = memory_limit_bytes()
+    need = cost["params"] * BYTES_PER_PARAM_TRAINING
+    if problem:
+        out.fail("infeasible", problem)
+    elif limit is not None and need > limit:
+        out.fail("infeasible", f"{cost['params']:,} params need about {need / 2**30:.1f} GiB to train, more than the "
+                               f"{limit / 2**30:.1f} GiB this process may use")
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def _error_reason(exc: BaseException) -> str:
+    """'TypeName: first line of the message', short enough for a table cell."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def run_trial(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]] = None,
+              calibration: Optional["Calibration"] = None) -> Outcome:
+    """The expensive part on a screened outcome: latency (if asked for), then accuracy; never raises for the trial's own errors."""
+    if out.verdict != "complete":
+        return out
+    t0 = time.perf_counter()
+    try:
+        _measure_and_evaluate(space, out, progress, calibration)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every error inside a trial is that trial's failure
+        out.fail("failed", _error_reason(exc))
+        gc.collect()
+        _empty_cuda_cache()
+    if out.verdict == "complete":
+        for o in space.objectives:
+            v = out.values.get(o.key)
+            if v is None or not math.isfinite(v):
+                out.fail("failed", f"non-finite {o.metric} ({v})")
+                break
+    out.seconds += time.perf_counter() - t0
+    return out
+
+
+def _empty_cuda_cache() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort after an out-of-memory failure
+        pass
+
+
+def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> None:
+    from ..nn.build import build
+
+    spec = out.spec
+    m = space.measure
+    if m.latency:
+        from ..measure.latency import measure_latency
+
+        model = build(spec).eval()
+        rec = measure_latency(model, name=out.spec_hash or "trial", device=m.device, batch=m.batch,
+                              resolution=m.resolution, threads=m.threads, warmup=m.warmup, repeats=m.repeats,
+                              calibration=calibration if m.device == "cpu" else None)
+        del model
+        out.latency = rec.model_dump(mode="json")
+        out.values["latency_ms"] = rec.median_ms
+        out.values["images_per_s"] = rec.images_per_s
+        problem = check_constraints(space, out.cost, rec.median_ms)
+        if problem:
+            out.fail("infeasible", problem)
+            return
+    ev = space.evaluator
+    from ..evaluate import TrainBudget, evaluate
+
+    budget = TrainBudget.cpu_default(**ev.budget) if ev.device == "cpu" else TrainBudget.gpu_default(**ev.budget)
+    budget = budget.model_copy(update={"seed": out.seed})
+    result = evaluate(spec, ev.kind, budget=budget, dataset=ev.dataset, dataset_root=ev.dataset_root,
+                      device=ev.device, progress=progress)
+    out.accuracy = result.model_dump(mode="json")
+    if ev.kind == "train":
+        if result.status != "ok":
+            out.fail("pruned" if result.status == "pruned" else "failed", result.reason or result.status)
+        else:
+            out.values["accuracy"] = 100.0 * float(result.top1)
+    else:
+        out.values["accuracy"] = float(result.score)
+
+
+def latency_calibration(space: Space, stored: Optional[dict] = None) -> Optional["Calibration"]:
+    """The calibration a search's CPU latencies use: ``stored`` if it fits the space's protocol, else a new one.
+
+    None when the space measures no latency, measures it on a GPU, or turns calibration off.
+    """
+    m = space.measure
+    if not (m.latency and m.calibrate and m.device == "cpu"):
+        return None
+    from ..measure.latency import Calibration, calibrate
+
+    if stored:
+        cal = Calibration.model_validate(stored)
+        if cal.fits(m.threads):
+            return cal
+    return calibrate(threads=m.threads)
+
+
+def evaluator_key(space: Space) -> str:
+    """What must match for a cached result to be reused: evaluator, measurement protocol, classes."""
+    import json
+
+    return json.dumps({"evaluator": space.evaluator.model_dump(mode="json"), "measure": space.measure.model_dump(mode="json"),
+                       "num_classes": space.num_classes, "objectives": [o.model_dump(mode="json") for o in space.objectives]},
+                      sort_keys=True)
