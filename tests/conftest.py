@@ -1,8 +1,14 @@
-"""Shared test fixtures: reference numbers and the official fixtures from shared/reference."""
+"""Shared test fixtures: reference numbers, the official fixtures from shared/reference, a real PostgreSQL server."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +56,44 @@ def pytest_collection_modifyitems(config, items):
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """postgresql+psycopg:// URL of a fresh server (Debian's postgresql, run as the postgres user); skipped if absent."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is the 'postgres' extra")
+    bindir = _pg_bin()
+    if bindir is None or shutil.which("runuser") is None or os.geteuid() != 0:
+        pytest.skip("needs Debian's postgresql package and root (to run the server as the postgres user)")
+    data = tempfile.mkdtemp(prefix="archspace-pg-")
+    shutil.chown(data, "postgres", "postgres")
+    port = _free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
+                   capture_output=True)
+    subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-l", f"{data}/log", "-w", "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
+                   check=True, capture_output=True)
+    try:
+        for _ in range(50):
+            if subprocess.run([*as_pg, f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run([*as_pg, f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "archspace"], check=True,
+                       capture_output=True)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/archspace"
+    finally:
+        subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

@@ -49,7 +49,10 @@ def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "
     ax.set_ylabel(LABELS.get(data.y_key, data.y_key))
     ax.grid(alpha=0.3)
     ax.set_title(title or f"{LABELS.get(data.y_key)} vs {LABELS.get(data.x_key)}", fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no completed trial", transform=ax.transAxes, ha="center", va="center", color="#888888")
     fig.tight_layout()
     return _save(fig, path_stem) if path_stem is not None else []
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..spec.errors import SpecError
-from .space import Space, base_spec, base_values, editable, grid, suggest
+from .space import Space, base_spec, base_values, editable, grid, grid_size, suggest
 from .storage import check_url, open_storage
 from .store import write_results
 from .trial import VERDICTS, Outcome, evaluator_key, latency_calibration, run_trial, screen
@@ -343,6 +343,8 @@ def run_search(
     optuna = _optuna()
     run_dir = Path(run_dir)
     target = trials or space.budget.trials
+    if space.sampler.kind == "grid":  # a grid search ends with its grid
+        target = min(target, grid_size(space))
     timeout_s = timeout_s if timeout_s is not None else space.budget.timeout_s
     if storage:
         check_url(storage)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..spec._base import MAX_INT, NonNegFloat, PosFloat, PosInt, Spec
+from ..spec._base import MAX_INT, BigInt, NonNegFloat, PosFloat, PosInt, Spec
 from ..spec.blocks import default_kernel_sizes
 from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
@@ -104,7 +104,7 @@ class Objective(Spec):
 class Constraints(Spec):
     """Hard limits checked with the cheap complexity (latency: measured) before any training."""
 
-    max_params: Optional[PosInt] = None
+    max_params: Optional[BigInt] = None
     max_flops: Optional[PosFloat] = None
     flops_convention: Literal["smt-paper", "fvcore", "full"] = "smt-paper"
     max_latency_ms: Optional[PosFloat] = None
@@ -152,7 +152,7 @@ class Sampler(Spec):
 class Budget(Spec):
     """How many finished trials, and an optional wall-clock limit."""
 
-    trials: PosInt = 20
+    trials: BigInt = 20
     timeout_s: Optional[PosFloat] = None
 
 
@@ -430,6 +430,11 @@ def grid(space: Space) -> dict[str, list]:
         else:
             out[p.name] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
     return out
+
+
+def grid_size(space: Space) -> int:
+    """How many points the full grid has."""
+    return math.prod(len(v) for v in grid(space).values())
 
 
 def load_space(path: Union[str, Path]) -> Space:

@@ -26,6 +26,7 @@ class Spec(BaseModel):
 
 MAX_INT = 65536  # widths, heads, kernels, ratios: every integer field of a spec stays below this
 PosInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+BigInt = Annotated[int, Field(gt=0, le=10**15)]  # counts of parameters, trials: large but finite
 PosFloat = Annotated[float, BeforeValidator(_to_float), Field(gt=0, allow_inf_nan=False)]
 Ratio = Annotated[float, BeforeValidator(_to_float), Field(gt=0, le=64, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, BeforeValidator(_to_float), Field(ge=0, allow_inf_nan=False)]
