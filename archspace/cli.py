@@ -201,6 +201,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print(f"{space.name}: {summary['complete']} complete of {summary['trials']} trials, Pareto front {summary['front']}; "
               f"results in {run_dir}/ (trials.csv, pareto.csv, pareto/*.yaml, {', '.join(sorted({f.stem for f in files}))})")
+        _print_fidelity(run_dir)
     if summary.get("trials") and not summary.get("complete"):
         reasons = summary.get("reasons") or {}
         common = max(reasons, key=reasons.get) if reasons else "unknown"
@@ -261,11 +262,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif not (run_dir / "trials.csv").exists():
         raise UsageError(f"{run_dir}: no trials yet")
     files = make_report(run_dir, space)
+    from .report.run import fidelity
+
     if args.format == "json":
-        print(json.dumps({"run_dir": str(run_dir), "files": [str(f) for f in files]}, indent=2))
+        print(json.dumps({"run_dir": str(run_dir), "files": [str(f) for f in files], "fidelity": fidelity(run_dir)}, indent=2))
     else:
         print("\n".join(str(f) for f in files))
+        _print_fidelity(run_dir)
     return 0
+
+
+def _print_fidelity(run_dir: Path) -> None:
+    from .report.diagnostics import describe
+    from .report.run import fidelity
+
+    check = fidelity(run_dir)
+    if check is not None:
+        print(describe(check))
 
 
 def cmd_best(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The Ray Tune backend on a real local Ray instance: same space through OptunaSearch, same run-directory format."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -62,3 +63,23 @@ def test_ray_run_keeps_one_latency_calibration_in_the_run_dir(tmp_path):
     assert '"threads":2' in _run_calibration(two, tmp_path)  # a different protocol is recalibrated
     off = Space.model_validate({**SPACE, "measure": {"latency": True, "calibrate": False}})
     assert _run_calibration(off, tmp_path) is None
+
+
+def test_ray_backend_runs_every_sampler_kind(tmp_path):
+    """NSGA-II (the default, which holds a lock Ray cannot pickle), TPE, random, GP and grid, on one local Ray instance."""
+    code = f"""
+import json, sys
+from pathlib import Path
+import ray
+from archspace.search.space import Space
+from archspace.search.ray_engine import run_ray
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+out = {{}}
+for kind in ("nsga2", "tpe", "random", "gp", "grid"):
+    space = Space.model_validate({{**{SPACE!r}, "name": "k_" + kind, "sampler": {{"kind": kind}}, "budget": {{"trials": 3}}}})
+    out[kind] = run_ray(space, Path({str(tmp_path)!r}) / kind)["complete"]
+print(json.dumps(out))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {k: 3 for k in ("nsga2", "tpe", "random", "gp", "grid")}

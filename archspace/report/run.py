@@ -38,10 +38,32 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     fronts, curve = run_plot_data(run_dir, objectives, references(run_dir))
     out = []
     names = {"latency_ms": "pareto_latency", "gmacs": "pareto_flops"}
+    from .diagnostics import protocol_label
+
+    m = space.measure
+    protocol = f"accuracy: {protocol_label(space.evaluator.model_dump(mode='json'))}"
+    if m.latency:
+        protocol += f"; latency: {m.device}, batch {m.batch}, {m.resolution} px, {m.threads} thread(s)"
     for data in fronts:
-        out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures")
+        out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures\n{protocol}")
     out += plot_hypervolume(curve, run_dir / "hypervolume", title=f"{space.name}: hypervolume over trials")
+    if any(o.metric == "accuracy" for o in space.objectives):
+        from ..files import atomic_write_text
+        from .diagnostics import capacity_check, dumps, plot_capacity, protocol_label
+
+        rows = read_csv(run_dir / "trials.csv")
+        check = capacity_check(rows)
+        atomic_write_text(run_dir / "fidelity.json", dumps(check))
+        out += plot_capacity(rows, check, run_dir / "capacity", protocol_label(space.evaluator.model_dump(mode="json")))
     return out
+
+
+def fidelity(run_dir: Path) -> Optional[dict]:
+    """The run's fidelity diagnostics (written by make_report), or None."""
+    import json
+
+    path = Path(run_dir) / "fidelity.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def best(run_dir: Path) -> list[dict]:

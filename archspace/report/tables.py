@@ -65,36 +65,43 @@ def ablation_plot_data(table: dict[str, Any]) -> list[tuple[str, Optional[float]
     return [(r["label"], r.get("top1_mean"), r.get("top1_std"), r.get("paper_top1")) for r in table["rows"]]
 
 
-def plot_ablation(table: dict[str, Any], ax=None):
-    """Proxy top-1 (mean ± spread over seeds) beside the paper's top-1, one pair of bars per row."""
+def plot_ablation(table: dict[str, Any], axes=None):
+    """Two panels on one row order: proxy top-1 (mean, seed spread, each seed) and the paper's top-1; full row labels."""
     import matplotlib.pyplot as plt
 
     data = ablation_plot_data(table)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 3.6), dpi=110)
-    xs = range(len(data))
+    rows = table["rows"]
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.55 * len(data) + 1.8), dpi=110, sharey=True)
+    left, right = axes
+    ys = list(range(len(data)))[::-1]
     mine = [d[1] if d[1] is not None else float("nan") for d in data]
     err = [d[2] or 0.0 for d in data]
-    ax.bar([x - 0.2 for x in xs], mine, width=0.4, yerr=err, capsize=3, color="#1f77b4", label="proxy top-1 (this run)")
-    ax.set_ylabel("proxy top-1 (%)")
-    ax2 = ax.twinx()
-    paper = [d[3] if d[3] is not None else float("nan") for d in data]
-    ax2.bar([x + 0.2 for x in xs], paper, width=0.4, color="#ff7f0e", alpha=0.8, label="paper top-1 (ImageNet)")
-    ax2.set_ylabel("paper top-1 (%)")
+    left.barh(ys, mine, xerr=err, capsize=3, color="#1f77b4", height=0.6)
+    for y, r in zip(ys, rows):
+        for v in r.get("top1_seeds") or []:
+            left.plot([v], [y], "k.", ms=4)
     finite = [v for v in mine if v == v]
     if finite:
-        ax.set_ylim(min(finite) - 3, max(finite) + 2)
+        spread = max(err) if err else 0
+        left.set_xlim(min(finite) - spread - 2, max(finite) + spread + 1)
+    p = table.get("protocol", {})
+    ev = (p.get("evaluator") or {}).get("budget", {})
+    left.set_xlabel(f"proxy top-1 (%): {p.get('dataset', '?')}, {ev.get('epochs', '?')} epoch(s), {p.get('train_size', '?')} "
+                    f"images, {ev.get('resolution', '?')} px, mean ± sd over {p.get('seeds', '?')} seeds (dots)", fontsize=7)
+    paper = [d[3] if d[3] is not None else float("nan") for d in data]
+    right.barh(ys, paper, color="#ff7f0e", height=0.6)
     pf = [v for v in paper if v == v]
     if pf:
-        ax2.set_ylim(min(pf) - 1.5, max(pf) + 0.7)
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels([d[0][:22] for d in data], rotation=25, ha="right", fontsize=8)
-    ax.set_title(table["title"], fontsize=10)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
-    ax.figure.tight_layout()
-    return ax
+        right.set_xlim(min(pf) - 1.0, max(pf) + 0.5)
+    right.set_xlabel(table.get("paper_metric", "paper top-1 (%), ImageNet-1K"), fontsize=7)
+    left.set_yticks(ys)
+    left.set_yticklabels([d[0] for d in data], fontsize=8)
+    corr = table.get("rank_correlation_vs_paper", {})
+    ci = (f" [{corr['tau_lo90']}, {corr['tau_hi90']}] over seeds" if corr.get("tau_lo90") is not None else "")
+    left.figure.suptitle(f"{table['title']}\nKendall tau vs paper {corr.get('kendall_tau')}{ci}", fontsize=9)
+    left.figure.tight_layout()
+    return axes
 
 
 def rerun_small(ablation_file: Path, workdir: Path, evaluator: Optional[dict] = None) -> dict[str, Any]:
@@ -124,12 +131,13 @@ def order_agreement(table: dict[str, Any]) -> str:
             dp = a["paper_top1"] - b["paper_top1"]
             dm = a["top1_mean"] - b["top1_mean"]
             pair = f"{a['label']} vs {b['label']}"
+            noise = (a.get("top1_std") or 0.0) + (b.get("top1_std") or 0.0)
             if dp == 0:
                 ties.append(pair)
             elif dp * dm > 0:
                 agree.append(pair)
             else:
-                disagree.append(pair)
+                disagree.append(pair + (" (within the seeds' noise)" if abs(dm) <= noise else " (beyond the seeds' noise)"))
     total = len(agree) + len(disagree)
     if not total:
         return "No pair of rows has both a measured and a printed accuracy."

@@ -133,6 +133,32 @@ def rank_correlation(a: list[float], b: list[float]) -> dict[str, Optional[float
     return {"kendall_tau": clean(tau), "spearman": clean(rho), "n": len(pairs)}
 
 
+def seed_bootstrap_tau(seeds: list[list[float]], paper: list[Optional[float]], n: int = 1000,
+                       seed: int = 0) -> dict[str, Optional[float]]:
+    """5th-95th percentile of Kendall tau against the paper when each row's accuracy is one of its seeds, drawn at random.
+
+    The interval says how far the measured order moves with the seed noise alone: a tau whose
+    interval reaches 0 or below is not distinguishable from no agreement with the paper.
+    """
+    import random
+
+    from scipy.stats import kendalltau
+
+    rows = [(s, p) for s, p in zip(seeds, paper) if s and p is not None]
+    if len(rows) < 3 or all(len(s) < 2 for s, _ in rows):
+        return {"tau_lo90": None, "tau_hi90": None}
+    rng = random.Random(seed)
+    taus = []
+    for _ in range(n):
+        t = kendalltau([rng.choice(s) for s, _ in rows], [p for _, p in rows]).statistic
+        if t == t:
+            taus.append(float(t))
+    if not taus:
+        return {"tau_lo90": None, "tau_hi90": None}
+    taus.sort()
+    return {"tau_lo90": round(taus[int(0.05 * (len(taus) - 1))], 3), "tau_hi90": round(taus[int(0.95 * (len(taus) - 1))], 3)}
+
+
 def measure_rows(ab: Ablation, repeats: Optional[int] = None) -> dict[str, Any]:
     """Latency records of every row (1000 classes), repeats interleaved across rows so noise hits them alike.
 
@@ -169,6 +195,7 @@ def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, A
             "latency_ms": round(sorted(lat)[len(lat) // 2], 2) if lat else None,
             "images_per_s": round(1000.0 / sorted(lat)[len(lat) // 2], 2) if lat else None,
             "top1_mean": round(mean(acc), 2) if acc else None, "top1_std": round(pstdev(acc), 2) if len(acc) > 1 else None,
+            "top1_seeds": [round(a, 2) for a in acc],
             "seeds": len(acc), "paper_params_M": row.paper.get("params_M"), "paper_gflops": row.paper.get("gflops"),
             "paper_top1": row.paper.get("top1"), "paper_throughput": row.paper.get("throughput"),
             "reproduces_paper": row.reproduces_paper,
@@ -177,7 +204,8 @@ def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, A
             if row.paper.get("gflops") else None,
         })
     corr = rank_correlation([r["top1_mean"] for r in out_rows], [r["paper_top1"] for r in out_rows])
-    return {"name": ab.name, "title": ab.title, "rows": out_rows, "rank_correlation_vs_paper": corr}
+    corr.update(seed_bootstrap_tau([r["top1_seeds"] for r in out_rows], [r["paper_top1"] for r in out_rows]))
+    return {"name": ab.name, "title": ab.title, "paper_metric": ab.paper_metric, "rows": out_rows, "rank_correlation_vs_paper": corr}
 
 
 def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optional[str] = None, progress: Any = None,

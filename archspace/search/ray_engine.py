@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+import optuna
+
 from .engine import make_sampler
 from .trial import latency_calibration, run_trial, screen
 from .space import Space, base_spec, base_values, editable, suggest
@@ -26,6 +28,47 @@ def _ray():
     except ImportError:
         raise RuntimeError("--backend ray needs Ray Tune: pip install 'archspace[ray]'") from None
     return ray, tune
+
+
+def _rebuilt_sampler(space_json: str, seed: int):
+    return make_sampler(Space.model_validate_json(space_json), seed)
+
+
+class PicklableSampler(optuna.samplers.BaseSampler):
+    """The space's Optuna sampler, pickled as (space, seed) and rebuilt on the other side.
+
+    Ray pickles the searcher when the Tuner is built; NSGA-II holds a thread lock and cannot be
+    pickled. Its state lives in the study, so rebuilding it from the space loses nothing.
+    """
+
+    def __init__(self, space: Space, seed: int):
+        self._args = (space.model_dump_json(), seed)
+        self._sampler = make_sampler(space, seed)
+
+    def __getstate__(self) -> dict:
+        return {"_args": self._args}
+
+    def __setstate__(self, state: dict) -> None:
+        self._args = state["_args"]
+        self._sampler = _rebuilt_sampler(*self._args)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        return self._sampler.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        return self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self):
+        return self._sampler.reseed_rng()
 
 
 class DefineByRun:
@@ -114,8 +157,9 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
             optuna_storage = optuna.storages.RDBStorage(optuna_storage)
     searcher = OptunaSearch(space=DefineByRun(space), storage=optuna_storage, study_name=f"{space.name}_ray" if storage else None,
                             metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
-                            points_to_evaluate=points, sampler=make_sampler(space))
-    searcher = tune.search.ConcurrencyLimiter(searcher, max_concurrent=max(1, int((num_cpus or os.cpu_count() or 1) // cpus_per_trial)))
+                            points_to_evaluate=points, sampler=PicklableSampler(space, space.seed))
+    cluster_cpus = ray.cluster_resources().get("CPU", 1)  # the cluster's CPUs, not this machine's
+    searcher = tune.search.ConcurrencyLimiter(searcher, max_concurrent=max(1, int(cluster_cpus // max(cpus_per_trial, 1e-9))))
     scheduler = None
     if single and space.evaluator.kind == "train":
         from ray.tune.schedulers import ASHAScheduler
