@@ -55,7 +55,12 @@ def evaluate(
     """Run one evaluator ('train' or a zero-cost proxy) on a model or factory; the one entry point for CLI and search."""
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator={evaluator!r} is not known; use one of {', '.join(EVALUATORS)}")
-    budget = budget or (TrainBudget.cpu_default() if torch.device(device).type == "cpu" else TrainBudget.gpu_default())
+    if budget is None:
+        budget = TrainBudget.cpu_default() if torch.device(device).type == "cpu" else TrainBudget.gpu_default()
+        from archspace.spec.net import NetSpec
+
+        if not isinstance(model, NetSpec):  # a built model cannot take the proxy's stem stride or width
+            budget = budget.model_copy(update={"stem_stride": None, "width_mult": None})
     if evaluator == "train":
         return train_proxy(model, budget, dataset, dataset_root=dataset_root, device=device, progress=progress)
     from archspace.evaluate.train import _as_factory
