@@ -324,7 +324,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EVALUATORS, TrainBudget, evaluate
-    from .nn.build import build
     from .spec.io import load_spec
 
     spec = load_spec(args.spec)
