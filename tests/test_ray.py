@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -83,3 +87,52 @@ print(json.dumps(out))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {k: 3 for k in ("nsga2", "tpe", "random", "gp", "grid")}
+
+
+def _ended_ray_trials(run: Path) -> int:
+    from archspace.search.ray_engine import read_trials
+
+    return sum(t.ended for t in read_trials(run / "ray", "raynodes")) if (run / "ray").exists() else 0
+
+
+def test_ray_multi_node_cluster_driver_killed_and_resumed_with_a_new_budget(tmp_path):
+    """A head and a worker node on loopback: trials land on both, a SIGKILLed driver resumes and honours --trials."""
+    from ray.cluster_utils import Cluster
+
+    space = {**SPACE, "name": "raynodes",
+             "evaluator": {"kind": "train", "budget": {"epochs": 1, "train_subset": 60, "test_subset": 50,
+                                                       "resolution": 16, "batch_size": 30, "threads": 1}}}
+    space_file = tmp_path / "raynodes.yaml"
+    space_file.write_text(yaml.safe_dump(space))
+    run = tmp_path / "run"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cmd = [sys.executable, "-m", "archspace.cli", "search", str(space_file), "--run-dir", str(run), "--backend",
+               "ray", "--address", cluster.address, "--quiet"]
+        driver = subprocess.Popen([*cmd, "--trials", "6"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while _ended_ray_trials(run) < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert driver.poll() is None, f"the driver ended before it could be killed: {driver.stderr.read().decode()[-800:]}"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        killed_at = _ended_ray_trials(run)
+        assert 2 <= killed_at < 6
+        proc = subprocess.run([*cmd, "--trials", "8", "--format", "json"], capture_output=True, text=True, timeout=400,
+                              cwd=tmp_path)
+    finally:
+        cluster.shutdown()
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    summary = json.loads(proc.stdout)
+    assert summary["trials"] == 8 and summary["complete"] == 8
+    rows = read_csv(run / "trials.csv")
+    ended = [r for r in rows if r["verdict"] != "killed"]
+    assert len(ended) == 8 and all(r["verdict"] == "complete" for r in ended)
+    assert len({r["worker"] for r in ended}) == 2  # both nodes ran trials
+    assert sum(r["reference"] == "base" for r in ended) == 1
+    for r in rows:  # every trial cut off by the kill was run again
+        if r["verdict"] == "killed":
+            assert any(o.get("retry_of") == r["number"] for o in rows)
+    assert len({r["params"] for r in ended if r["retry_of"] is None}) >= 6

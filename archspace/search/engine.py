@@ -230,8 +230,8 @@ def rows_and_specs(study: Any, max_retries: int = 2) -> tuple[list[dict], dict[s
         if status == "running":
             verdict = "running"
         elif verdict is None:  # failed by the heartbeat: its worker died mid-trial
-            verdict = "killed"
             n = int(a.get("retries", 0)) + 1
+            verdict = "failed" if status == "ended" else "killed"  # out of retries: it ends as a failure
             reason = (f"worker died mid-trial; retried as trial {retried_as[t.number]}" if t.number in retried_as
                       else f"crashed {n} time{'s' if n > 1 else ''}" if status == "ended" else "worker died mid-trial")
         row = {"number": t.number, "state": t.state.name, "verdict": verdict, "reason": reason,

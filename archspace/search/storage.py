@@ -100,6 +100,8 @@ def open_storage(url: str, *, heartbeat_s: Optional[int] = None, grace_s: Option
         from optuna.storages.journal import JournalFileBackend
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        if heartbeat_s is None:  # a plain (picklable) journal storage
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         return _make_journal_class()(JournalFileBackend(str(path)), heartbeat_s, grace_s, stale_callback)
     engine_kwargs: dict[str, Any] = {}
     if kind == "sqlite":  # several workers on one SQLite file wait for the lock instead of failing

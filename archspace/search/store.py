@@ -132,7 +132,7 @@ def write_results(run_dir: Path, space: Space, rows: list[dict], specs: dict[str
         if r.get("verdict") not in ("complete", "running"):
             reason = str(r.get("reason") or r.get("verdict"))[:120]
             reasons[reason] = reasons.get(reason, 0) + 1
-    summary = {"space": space.name, "trials": sum(r.get("verdict") != "running" for r in rows), "complete": len(complete),
+    summary = {"space": space.name, "trials": sum(r.get("verdict") not in ("running", "killed") for r in rows), "complete": len(complete),
                "front": len(front), "objectives": [o.model_dump(mode="json") for o in space.objectives], "reasons": reasons}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(run_dir / "pareto.csv", to_csv(front, COLUMNS))
