@@ -9,24 +9,40 @@ import torch
 
 import archspace
 from archspace.cli import main
+from archspace.measure.complexity import complexity
 
-FIXTURES = {"smt": "smt_small_fixture", "efficientmod": "effmod_small_fixture"}
+FAMILIES = {"SMT": "smt", "EfficientMod": "efficientmod"}
 
 
-def load_fixture(fixtures_dir, family):
-    stem = FIXTURES[family]
+def fixture_names():
+    """Every fixture in shared/reference/fixtures (a pair NAME.json + NAME.npz), not a hand list."""
+    from conftest import reference_dir
+
+    ref = reference_dir()
+    return sorted(p.stem for p in (ref / "fixtures").glob("*.json")) if ref and (ref / "fixtures").is_dir() else []
+
+
+def load_fixture(fixtures_dir, stem):
     meta = json.loads((fixtures_dir / f"{stem}.json").read_text())
     z = np.load(fixtures_dir / f"{stem}.npz")
     state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
     return meta, state, torch.from_numpy(z["input"]), torch.from_numpy(z["logits"])
 
 
-@pytest.mark.parametrize("family", sorted(FIXTURES))
-def test_fixture_logits_float64(fixtures_dir, family):
-    meta, state, x, logits = load_fixture(fixtures_dir, family)
-    spec = archspace.spec_from_official(family, **meta["official_constructor_args"])
+def test_every_shared_fixture_is_found():
+    names = fixture_names()
+    if not names:
+        pytest.skip("shared/reference is not beside the repository")
+    assert {"smt_small_fixture", "effmod_small_fixture", "effmod_uneven_heads_fixture"} <= set(names)
+
+
+@pytest.mark.parametrize("stem", fixture_names())
+def test_fixture_logits_float64(fixtures_dir, stem):
+    meta, state, x, logits = load_fixture(fixtures_dir, stem)
+    spec = archspace.spec_from_official(FAMILIES[meta["family"]], **meta["official_constructor_args"])
     model = archspace.build(spec).double().eval()
     assert sum(p.numel() for p in model.parameters()) == meta["params"]
+    assert complexity(spec, 64)["params"] == meta["params"]
     model.load_state_dict(archspace.convert_official(state, spec), strict=True)
     with torch.no_grad():
         out = model(x)
@@ -36,7 +52,7 @@ def test_fixture_logits_float64(fixtures_dir, family):
 
 def test_fixture_detects_wrong_eps(fixtures_dir):
     """The check is sharp: SMT block LayerNorms at eps 1e-5 instead of 1e-6 miss the logits."""
-    meta, state, x, logits = load_fixture(fixtures_dir, "smt")
+    meta, state, x, logits = load_fixture(fixtures_dir, "smt_small_fixture")
     spec = archspace.spec_from_official("smt", **meta["official_constructor_args"])
     data = spec.model_dump(mode="json")
     for stage in data["stages"]:
@@ -51,7 +67,7 @@ def test_fixture_detects_wrong_eps(fixtures_dir):
 
 
 def test_convert_refuses_mismatched_spec(fixtures_dir):
-    meta, state, _, _ = load_fixture(fixtures_dir, "smt")
+    meta, state, _, _ = load_fixture(fixtures_dir, "smt_small_fixture")
     with pytest.raises(archspace.SpecError, match="state_dict: "):
         archspace.convert_official(state, archspace.load_spec("smt_t"))
     with pytest.raises(archspace.SpecError, match="neither an official SMT"):
@@ -59,7 +75,7 @@ def test_convert_refuses_mismatched_spec(fixtures_dir):
 
 
 def test_convert_cli_pth_and_npz(fixtures_dir, tmp_path, capsys):
-    meta, state, x, logits = load_fixture(fixtures_dir, "efficientmod")
+    meta, state, x, logits = load_fixture(fixtures_dir, "effmod_small_fixture")
     spec = archspace.spec_from_official("efficientmod", **meta["official_constructor_args"])
     spec_file = tmp_path / "effmod_small.yaml"
     archspace.dump_spec(spec, spec_file)

@@ -143,8 +143,15 @@ class MSABlock(Spec):
         return max(width // self.heads, self.min_head_dim)
 
     def check(self, width: int) -> Optional[str]:
-        """Problems that need the stage width, as 'field: message (fix)'."""
-        if width % self.heads:
+        """Problems that need the stage width, as 'field: message (fix)'.
+
+        The ``vit`` flavor projects through heads x head_dim channels, as EfficientMod's official
+        attention does, so any width works there; the ``smt`` flavor splits the width into heads.
+        """
+        if self.flavor == "vit":
+            if self.head_dim(width) < 1:
+                return f"heads: {self.heads} heads leave head_dim 0 at width {width} (set min_head_dim, e.g. 32)"
+        elif width % self.heads:
             divisors = [h for h in (1, 2, 4, 8, 16, 32) if width % h == 0]
             return f"heads: {self.heads} does not divide width {width} (use one of {divisors})"
         if self.flavor == "smt" and self.min_head_dim > width // self.heads:
