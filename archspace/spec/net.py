@@ -63,7 +63,7 @@ def _cycle(template: dict, index: int, kind: str) -> dict:
     return out
 
 
-class Stage(Spec):
+class StageSpec(Spec):
     """One stage: width, its downsampling layer, its expanded block sequence, and an optional closing LN."""
 
     width: PosInt
@@ -119,7 +119,7 @@ class Stage(Spec):
         return data
 
     @model_validator(mode="after")
-    def _check_width(self) -> "Stage":
+    def _check_width(self) -> "StageSpec":
         for j, block in enumerate(self.blocks):
             problem = block.check(self.width)
             if problem:
@@ -158,7 +158,7 @@ class NetSpec(Spec):
     in_chans: PosInt = 3
     num_classes: PosInt = 1000
     stem: StemSpec = Field(default_factory=SMTStem)
-    stages: Annotated[tuple[Stage, ...], BeforeValidator(_to_tuple), Field(min_length=1)]
+    stages: Annotated[tuple[StageSpec, ...], BeforeValidator(_to_tuple), Field(min_length=1)]
     head: Head = Field(default_factory=Head)
     drop_path_rate: NonNegFloat = 0.0
     drop_path_schedule: Literal["linear", "uniform"] = "linear"
@@ -206,23 +206,20 @@ class NetSpec(Spec):
         return self.model_copy(update={"stem": self.stem.model_copy(update={"stride": stride})})
 
     def with_width_mult(self, mult: Optional[float]) -> "NetSpec":
-        """The same network with every stage width scaled by ``mult`` (a proxy knob), kept divisible by its blocks' heads.
+        """The same network with every stage width scaled by ``mult`` (a proxy knob), every block kept valid.
 
-        Each new width is the multiple of the lcm of the stage's head counts nearest to ``width * mult``
-        (at least one such multiple), so every block stays valid; depth, kinds, kernels, ratios and
-        feature-map sizes are unchanged. None or 1: unchanged.
+        Each new width is the width nearest to ``width * mult`` (the smaller one on a tie) that every
+        block of the stage accepts (its own ``check``), so only the blocks that need divisibility (an
+        even MHMC split, attention heads) constrain it; depth, kinds, kernels, ratios and feature-map
+        sizes are unchanged. None or 1: unchanged.
         """
         if mult is None or mult == 1:
             return self
         if not 0 < mult <= 4:
             raise ValueError(f"width_mult: {mult} must be in (0, 4]")
         data = self.model_dump()
-        for stage in data["stages"]:
-            q = 1
-            for block in stage["blocks"]:
-                if "heads" in block:
-                    q = math.lcm(q, int(block["heads"]))
-            stage["width"] = max(q, int(round(stage["width"] * mult / q)) * q)
+        for stage, spec in zip(data["stages"], self.stages):
+            stage["width"] = _nearest_valid_width(spec.blocks, stage["width"] * mult)
         return type(self).model_validate(data)
 
     def drop_path_rates(self) -> list[list[float]]:
@@ -237,3 +234,12 @@ class NetSpec(Spec):
             out.append(flat[k:k + s.depth])
             k += s.depth
         return out
+
+
+def _nearest_valid_width(blocks, target: float) -> int:
+    """The width nearest to ``target`` that all ``blocks`` accept (ties go to the smaller width)."""
+    limit = 2 * math.ceil(target) + max((getattr(b, "heads", 1) for b in blocks), default=1)
+    for width in sorted(range(1, limit + 1), key=lambda w: (abs(w - target), w)):
+        if all(b.check(width) is None for b in blocks):
+            return width
+    raise ValueError(f"width_mult: no width near {target:g} suits the stage's blocks (use a larger width_mult)")
