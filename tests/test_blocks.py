@@ -5,25 +5,25 @@ import pytest
 import torch
 
 from archspace import BLOCKS
-from archspace.spec.blocks import EffModBlock, MSABlock, SAMBlock
+from archspace.spec.blocks import EffModSpec, MSASpec, SAMSpec
 
 CASES = {
-    "sam-saa": (SAMBlock(heads=4), 32),
-    "sam-ibn": (SAMBlock(heads=2, aggregation="ibn", expand_ratio=3), 32),
-    "sam-linear2": (SAMBlock(heads=1, kernel_sizes=(5,), aggregation="linear2"), 16),
-    "sam-linear1": (SAMBlock(heads=4, aggregation="linear1"), 32),
-    "sam-none": (SAMBlock(heads=4, aggregation="none", layer_scale=0.5), 32),
-    "sam-front": (SAMBlock(heads=6, split="front"), 40),
-    "sam-last": (SAMBlock(heads=6, split="last", aggregation="saa"), 40),
-    "effmod-r1": (EffModBlock(mlp_ratio=1), 24),
-    "effmod-r6": (EffModBlock(mlp_ratio=6, kernel_size=5), 24),
-    "effmod-nols": (EffModBlock(mlp_ratio=4, layer_scale=None), 24),
-    "effmod-f-only": (EffModBlock(mlp_ratio=6, context=("f",)), 24),
-    "effmod-conv-g": (EffModBlock(mlp_ratio=1, context=["conv", "g"]), 24),
-    "effmod-sum": (EffModBlock(mlp_ratio=6, fusion="sum"), 24),
-    "msa-smt": (MSABlock(heads=4, mlp_ratio=2.0), 32),
-    "msa-smt-ls": (MSABlock(heads=2, layer_scale=1e-4), 32),
-    "msa-vit": (MSABlock(flavor="vit", heads=8, mlp_ratio=4.0), 48),
+    "sam-saa": (SAMSpec(heads=4), 32),
+    "sam-ibn": (SAMSpec(heads=2, aggregation="ibn", expand_ratio=3), 32),
+    "sam-linear2": (SAMSpec(heads=1, kernel_sizes=(5,), aggregation="linear2"), 16),
+    "sam-linear1": (SAMSpec(heads=4, aggregation="linear1"), 32),
+    "sam-none": (SAMSpec(heads=4, aggregation="none", layer_scale=0.5), 32),
+    "sam-front": (SAMSpec(heads=6, split="front"), 40),
+    "sam-last": (SAMSpec(heads=6, split="last", aggregation="saa"), 40),
+    "effmod-r1": (EffModSpec(mlp_ratio=1), 24),
+    "effmod-r6": (EffModSpec(mlp_ratio=6, kernel_size=5), 24),
+    "effmod-nols": (EffModSpec(mlp_ratio=4, layer_scale=None), 24),
+    "effmod-f-only": (EffModSpec(mlp_ratio=6, context=("f",)), 24),
+    "effmod-conv-g": (EffModSpec(mlp_ratio=1, context=["conv", "g"]), 24),
+    "effmod-sum": (EffModSpec(mlp_ratio=6, fusion="sum"), 24),
+    "msa-smt": (MSASpec(heads=4, mlp_ratio=2.0), 32),
+    "msa-smt-ls": (MSASpec(heads=2, layer_scale=1e-4), 32),
+    "msa-vit": (MSASpec(flavor="vit", heads=8, mlp_ratio=4.0), 48),
 }
 
 
@@ -52,7 +52,7 @@ def test_block_contract(name, hw):
 
 def test_sam_interleave_matches_official_order():
     """Channel g of head i lands at g*heads + i before aggregation (the official reshape + cat)."""
-    spec = SAMBlock(heads=4, aggregation="none")
+    spec = SAMSpec(heads=4, aggregation="none")
     block = BLOCKS["sam"](spec, 16).mixer
     torch.manual_seed(0)
     x = torch.randn(1, 5, 5, 16)
@@ -68,7 +68,7 @@ def test_sam_interleave_matches_official_order():
 
 
 def test_uneven_interleave_is_round_robin():
-    from archspace.nn.sam import interleave_order
+    from archspace.blocks.sam import interleave_order
 
     assert interleave_order((2, 2)) == [0, 2, 1, 3]
     assert interleave_order((3, 2)) == [0, 3, 1, 4, 2]

@@ -65,10 +65,10 @@ def test_unknown_block_kind_in_explicit_blocks():
 
 
 def test_msa_flavor_defaults():
-    vit = archspace.spec.blocks.MSABlock(flavor="vit", heads=8)
+    vit = archspace.spec.blocks.MSASpec(flavor="vit", heads=8)
     assert (vit.qkv_bias, vit.min_head_dim, vit.norm_eps) == (False, 32, 1e-5)
     assert vit.head_dim(128) == 32 and vit.head_dim(312) == 39
-    smt = archspace.spec.blocks.MSABlock(heads=8)
+    smt = archspace.spec.blocks.MSASpec(heads=8)
     assert (smt.qkv_bias, smt.min_head_dim, smt.norm_eps) == (True, 0, 1e-6)
 
 
@@ -100,7 +100,7 @@ def test_uneven_split_sizes():
 
 
 def test_kernel_sizes_default_per_head():
-    b = archspace.spec.blocks.SAMBlock(heads=6)
+    b = archspace.spec.blocks.SAMSpec(heads=6)
     assert b.kernel_sizes == (3, 5, 7, 9, 11, 13)
 
 

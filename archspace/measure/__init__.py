@@ -1,21 +1,35 @@
 """Cost of a model: FLOPs under named conventions, latency and throughput as records."""
 
-from archspace.measure.flops import CONVENTIONS, FlopsRecord, count_flops, count_full_macs, profile_flops
-from archspace.measure.latency import (
-    Calibration,
-    Comparison,
-    LatencyProtocol,
-    LatencyRecord,
-    calibrate,
-    calibrated_samples,
-    compare,
-    device_name,
-    measure_latencies,
-    measure_latency,
-    measure_throughput,
-    onnx_session,
-    retain_freed_memory,
-)
+_LAZY = {
+    "CONVENTIONS": "flops",
+    "FlopsRecord": "flops",
+    "count_flops": "flops",
+    "count_full_macs": "flops",
+    "profile_flops": "flops",
+    "Calibration": "latency",
+    "Comparison": "latency",
+    "LatencyProtocol": "latency",
+    "LatencyRecord": "latency",
+    "calibrate": "latency",
+    "calibrated_samples": "latency",
+    "compare": "latency",
+    "device_name": "latency",
+    "measure_latencies": "latency",
+    "measure_latency": "latency",
+    "measure_throughput": "latency",
+    "onnx_session": "latency",
+    "retain_freed_memory": "latency",
+}
+
+
+def __getattr__(name: str):
+    """Load the measuring modules on first use (they import torch and fvcore helpers)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONVENTIONS",

@@ -8,13 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec.net import NetSpec, Stage as StageSpec
-from .effmod import EffModBlock
-from .msa import MSABlock
-from .sam import SAMBlock
+from ..blocks import REGISTRY
+from ..spec.net import NetSpec, StageSpec
 from .stems import STEMS, Downsample
 
-BLOCKS: dict[str, type[nn.Module]] = {"sam": SAMBlock, "effmod": EffModBlock, "msa": MSABlock}
+BLOCKS: dict[str, type[nn.Module]] = {name: kind.module for name, kind in REGISTRY.items()}
 
 
 class Stage(nn.Module):

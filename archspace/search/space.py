@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..spec._base import MAX_INT, BigInt, NonNegFloat, PosFloat, PosInt, Spec
-from ..spec.blocks import default_kernel_sizes
+from ..spec.blocks import BLOCK_SPECS
 from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
 from ..spec.net import NetSpec
@@ -258,9 +258,9 @@ def editable(spec: NetSpec) -> dict:
                 if key == "kind":
                     continue
                 template[key] = _periodic([b[key] for b in of_kind])
-            if kind == "sam" and template.get("kernel_sizes") == list(default_kernel_sizes(template.get("heads", 4))) \
-                    and not isinstance(template.get("heads"), list):
-                template.pop("kernel_sizes")  # recomputed from heads when heads are searched
+            for key, value in BLOCK_SPECS[kind].derived(template).items():
+                if template.get(key) == value:
+                    template.pop(key)  # recomputed from the fields it derives from when those are searched
             stage[kind] = template
     return data
 
@@ -334,10 +334,10 @@ def apply_values(base: dict, space: Space, values: dict[str, Any]) -> dict:
             stack.pop("pattern", None)
             if "counts" in stack:
                 stack["counts"] = {k: n for k, n in stack["counts"].items() if n != 0} or stack["counts"]
-        for kind in ("sam",):
+        for kind, spec in BLOCK_SPECS.items():
             tmpl = stage.get(kind)
-            if isinstance(tmpl, dict) and "kernel_sizes" not in tmpl and isinstance(tmpl.get("heads"), int):
-                tmpl["kernel_sizes"] = list(default_kernel_sizes(tmpl["heads"]))
+            if isinstance(tmpl, dict):
+                tmpl.update({k: v for k, v in spec.derived(tmpl).items() if k not in tmpl})
     return data
 
 
@@ -375,7 +375,7 @@ def base_values(space: Space) -> Optional[dict[str, Any]]:
         except KeyError:
             if ".stack.counts." in p.paths[0]:
                 value = 0  # a kind the base stage does not have
-            elif re.search(r"\.(sam|effmod|msa)\.", p.paths[0]) and p.choices is not None:
+            elif re.search(rf"\.({'|'.join(BLOCK_SPECS)})\.", p.paths[0]) and p.choices is not None:
                 out[p.name] = p.encoded_choices()[0]  # template of a kind the base does not use: no effect
                 continue
             else:

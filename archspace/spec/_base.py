@@ -23,6 +23,11 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
+    @classmethod
+    def derived(cls, fields: dict) -> dict:
+        """Fields a spec computes from its other ``fields`` when they are left out (none by default)."""
+        return {}
+
 
 MAX_INT = 65536  # widths, heads, kernels, ratios: every integer field of a spec stays below this
 PosInt = Annotated[int, Field(gt=0, le=MAX_INT)]
@@ -32,3 +37,10 @@ Ratio = Annotated[float, BeforeValidator(_to_float), Field(gt=0, le=64, allow_in
 NonNegFloat = Annotated[float, BeforeValidator(_to_float), Field(ge=0, allow_inf_nan=False)]
 Eps = Annotated[float, BeforeValidator(_to_float), Field(gt=0, lt=1)]
 IntTuple = Annotated[tuple[int, ...], BeforeValidator(_to_tuple)]
+
+
+def odd_kernels(field: str, sizes: tuple[int, ...]) -> None:
+    """Refuse even or non-positive kernel sizes, naming the field."""
+    for k in sizes:
+        if k <= 0 or k % 2 == 0:
+            raise ValueError(f"{field}: kernel size {k} must be odd and positive (use 3, 5, 7, ...)")

@@ -10,6 +10,9 @@ class SpecError(ValueError):
 
 def loc_to_path(loc: tuple) -> str:
     """Render a pydantic location tuple as ``stages[2].blocks[0].heads``."""
+    from ..blocks import REGISTRY
+
+    tags = {*REGISTRY, "smt", "function-before", "function-after"}
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -17,7 +20,7 @@ def loc_to_path(loc: tuple) -> str:
         else:
             part = str(part)
             # discriminated unions add the tag as a location element; drop it
-            if part in {"sam", "effmod", "msa", "smt", "function-before", "function-after"} and out:
+            if part in tags and out:
                 continue
             if part.startswith("function-") or part.startswith("tagged-union"):
                 continue

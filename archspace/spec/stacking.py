@@ -86,6 +86,7 @@ def expand(
 
 
 def pattern_string(kinds: Iterable[str]) -> str:
-    """Compact one-letter rendering of a block sequence, e.g. 'SMSMSMSM' (S=sam, E=effmod, M=msa)."""
-    letters = {"sam": "S", "effmod": "E", "msa": "M"}
-    return "".join(letters.get(k, "?") for k in kinds)
+    """Compact one-letter rendering of a block sequence, e.g. 'SMSMSMSM' (each kind's registered letter)."""
+    from ..blocks import REGISTRY
+
+    return "".join(REGISTRY[k].letter for k in kinds)
