@@ -4,6 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import archspace
+import archspace.blocks
+
 from archspace import BLOCKS
 from archspace.spec.blocks import EffModSpec, MSASpec, SAMSpec
 
@@ -25,6 +28,16 @@ CASES = {
     "msa-smt-ls": (MSASpec(heads=2, layer_scale=1e-4), 32),
     "msa-vit": (MSASpec(flavor="vit", heads=8, mlp_ratio=4.0), 48),
 }
+
+
+def _default_cases():
+    """Every registered kind with its default spec: a new kind joins the contract suite by registering."""
+    from archspace.blocks import REGISTRY
+
+    return {f"default-{name}": (kind.spec(), 32) for name, kind in REGISTRY.items()}
+
+
+CASES.update(_default_cases())
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -72,3 +85,49 @@ def test_uneven_interleave_is_round_robin():
 
     assert interleave_order((2, 2)) == [0, 2, 1, 3]
     assert interleave_order((3, 2)) == [0, 3, 1, 4, 2]
+
+
+def test_every_registry_agrees():
+    """The spec union, the builder's modules, the costs, letters, error tags and space paths all list the same kinds."""
+    import typing
+
+    from archspace.blocks import REGISTRY
+    from archspace.measure.complexity import BLOCK_COSTS
+    from archspace.spec.blocks import BLOCK_SPECS, BlockSpec
+    from archspace.spec.errors import loc_to_path
+    from archspace.spec.stacking import pattern_string
+
+    kinds = list(REGISTRY)
+    assert len(kinds) >= 3
+    assert list(BLOCKS) == list(BLOCK_SPECS) == list(BLOCK_COSTS) == kinds
+    union = typing.get_args(typing.get_args(BlockSpec)[0])
+    assert list(union) == [REGISTRY[k].spec for k in kinds]
+    letters = pattern_string(kinds)
+    assert len(set(letters)) == len(kinds) and letters.isupper()
+    for k in kinds:
+        assert REGISTRY[k].spec.model_fields["kind"].default == k
+        assert BLOCKS[k] is REGISTRY[k].module and BLOCK_COSTS[k] is REGISTRY[k].cost
+        assert loc_to_path(("stages", 0, "blocks", 1, k, "norm_eps")) == "stages[0].blocks[1].norm_eps"
+
+
+@pytest.mark.parametrize("kind", __import__("archspace.blocks", fromlist=["REGISTRY"]).REGISTRY)
+def test_every_kind_builds_in_a_network_and_in_a_space(kind):
+    """A stage of the kind builds with exact analytic params, and a space can search its fields on a base without it."""
+    from archspace.measure.complexity import complexity
+    from archspace.search.space import Space, base_values, spec_for
+    from archspace.spec.io import spec_from_dict
+
+    net = spec_from_dict({"name": f"one_{kind}", "num_classes": 10, "stages": [
+        {"width": 32, "stack": {"strategy": "sequential", "counts": {kind: 2}}},
+        {"width": 64, "downsample": {"kernel_size": 2, "stride": 2}, "stack": {"strategy": "sequential", "counts": {kind: 1}}}]})
+    assert net.stages[0].pattern == archspace.blocks.REGISTRY[kind].letter * 2
+    model = archspace.build(net)
+    assert sum(p.numel() for p in model.parameters()) == complexity(net, 32)["params"]
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    space = Space.model_validate({"name": f"s_{kind}", "base": "smt_t", "evaluator": {"kind": "params"},
+                                  "objectives": [{"metric": "params", "direction": "minimize"}],
+                                  "params": [{"name": "eps", "path": f"stages[3].{kind}.norm_eps", "choices": [1e-6, 1e-5]},
+                                             {"name": "n", "path": f"stages[3].stack.counts.{kind}", "low": 0, "high": 1}]})
+    assert base_values(space) is not None  # the base is enqueued although stage 4 has no such block
+    spec = spec_for(space, {"eps": 1e-5, "n": 1})
+    assert kind in spec.stages[3].counts() and all(b.norm_eps == 1e-5 for b in spec.stages[3].blocks if b.kind == kind)

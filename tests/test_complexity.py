@@ -1,6 +1,9 @@
 """Analytic complexity from the spec: exact params and MACs against the official reference numbers."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 import archspace
@@ -8,8 +11,16 @@ from archspace.measure.complexity import complexity
 from archspace.spec.official import smt_variant_from_delta
 
 
-@pytest.mark.parametrize("name", ["smt_t", "smt_s", "smt_b", "smt_l", "smt_l_layerscale", "efficientmod_xxs",
-                                  "efficientmod_xs", "efficientmod_s", "efficientmod_s_conv"])
+REFERENCE_PRESETS = sorted(json.loads((Path(__file__).parent / "data" / "reference_counts.json").read_text())["presets"])
+
+
+def test_every_preset_is_pinned():
+    """A preset is pinned to the official numbers, or (SMT-M, which has none) to the counters in test_complexity_counted."""
+    assert set(REFERENCE_PRESETS) <= set(archspace.preset_names())
+    assert set(archspace.preset_names()) - set(REFERENCE_PRESETS) == {"smt_m", "smt_m_6p5m"}
+
+
+@pytest.mark.parametrize("name", REFERENCE_PRESETS)
 def test_presets_match_reference_to_the_mac(name, reference_counts):
     ref = reference_counts["presets"][name]
     c = complexity(name)

@@ -29,6 +29,12 @@ def variants():
             else:
                 b.update(layer_scale=1e-4)
     yield "effmod-f-g-sum-vit-ls", spec_from_dict(data)
+    from archspace.blocks import REGISTRY
+
+    for kind, entry in REGISTRY.items():  # every registered kind, default fields, in a two-stage net
+        yield f"kind-{kind}", spec_from_dict({"name": f"k_{kind}", "stages": [
+            {"width": 32, "stack": {"strategy": "sequential", "counts": {kind: 1}}},
+            {"width": 64, "downsample": {"kernel_size": 2, "stride": 2}, "stack": {"strategy": "sequential", "counts": {kind: 1}}}]})
     space = load_space(REPO / "spaces" / "hybrid.yaml")
     import optuna
     study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=5))
@@ -58,7 +64,7 @@ def test_analytic_equals_counted(name, spec, resolution):
         assert analytic[convention] == counted[convention], convention
 
 
-@pytest.mark.parametrize("name", ["smt_t", "efficientmod_s"])
+@pytest.mark.parametrize("name", archspace.preset_names())
 def test_analytic_equals_counted_presets_224(name):
     with torch.device("meta"):
         model = archspace.build(name)
