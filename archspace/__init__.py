@@ -1,24 +1,34 @@
 """archspace: design-space exploration for hybrid SMT / EfficientMod / MSA vision networks.
 
 Public API: ``load_spec``, ``build``, ``spec_from_official``, ``convert_official``, ``NetSpec``,
-``SpecError``, ``dump_spec``, ``preset_names``. Heavy dependencies (fvcore, optuna, ray, matplotlib)
-load only when the feature that needs them is used.
+``SpecError``, ``dump_spec``, ``preset_names``, ``spec_hash``, ``BLOCKS``, ``HybridNet``. Each loads
+on first use, so importing archspace (or its CLI) neither imports torch nor changes the process:
+the commands that train or measure set their thread policy themselves (see ``archspace.cli``).
 """
-import os as _os
-import sys as _sys
+from __future__ import annotations
 
-if "torch" not in _sys.modules:  # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning made 2-thread training 10x slower
+import importlib
 
-from .nn.build import BLOCKS, HybridNet, build
-from .nn.convert import convert_official
-from .spec.errors import SpecError
-from .spec.io import dump_spec, load_spec, preset_names, spec_hash
-from .spec.net import NetSpec
-from .spec.official import spec_from_official
+_LAZY = {
+    "BLOCKS": "nn.build", "HybridNet": "nn.build", "build": "nn.build",
+    "convert_official": "nn.convert",
+    "SpecError": "spec.errors",
+    "dump_spec": "spec.io", "load_spec": "spec.io", "preset_names": "spec.io", "spec_hash": "spec.io",
+    "NetSpec": "spec.net",
+    "spec_from_official": "spec.official",
+}
 
-__all__ = [
-    "BLOCKS", "HybridNet", "NetSpec", "SpecError", "build", "convert_official", "dump_spec",
-    "load_spec", "preset_names", "spec_from_official", "spec_hash",
-]
+__all__ = sorted(_LAZY)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

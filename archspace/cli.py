@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .spec.errors import SpecError
+from .vocab import CONVENTIONS
 
 
 class UsageError(Exception):
@@ -331,7 +332,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--evaluator: {args.evaluator!r} is not known (use one of {', '.join(EVALUATORS)})")
     update = {k: v for k, v in (("epochs", args.epochs), ("resolution", args.resolution), ("seed", args.seed),
                                 ("train_subset", args.train_subset)) if v is not None}
-    budget = (TrainBudget.cpu_default if args.device == "cpu" else TrainBudget.gpu_default)(**update)
+    budget = TrainBudget.for_device(args.device, **update)
     classes = 100 if args.dataset.startswith("cifar100") else None
     from .evaluate.data import load_dataset
 
@@ -484,7 +485,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("profile", help="params, FLOPs in named conventions, latency records; several models side by side")
     s.add_argument("specs", nargs="+", help="spec files or preset names")
-    s.add_argument("--flops", nargs="+", default=["smt-paper", "fvcore", "full"], choices=["smt-paper", "fvcore", "full"])
+    s.add_argument("--flops", nargs="+", default=list(CONVENTIONS), choices=CONVENTIONS)
     s.add_argument("--device", default="cpu")
     s.add_argument("--runtime", default="eager", choices=["eager", "compile", "onnxrt"])
     s.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
@@ -569,8 +570,21 @@ def make_parser() -> argparse.ArgumentParser:
 _EXTRA: list[Callable[[Any], None]] = []
 
 
+def process_settings() -> dict[str, Optional[str]]:
+    """The process settings archspace's commands run under, applied before torch loads (recorded in latency protocols).
+
+    Idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, unless the caller set
+    it): on a shared machine with few cores, spinning threads steal the time the working threads need.
+    Library calls leave the process as the caller set it up.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``archspace`` console script."""
+    process_settings()
     try:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)

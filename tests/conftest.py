@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as archspace's commands run (archspace.cli.process_settings)
+
+import torch  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]

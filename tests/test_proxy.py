@@ -30,7 +30,9 @@ def test_stem_stride_two_keeps_params_and_doubles_the_maps(name):
 def test_width_mult_keeps_heads_divisible_and_structure():
     spec = archspace.load_spec("efficientmod_s")
     half = spec.with_width_mult(0.5)
-    assert [s.width for s in half.stages] == [16, 32, 72, 160]  # 312 * 0.5 = 156 -> 160, a multiple of 8 heads
+    assert [s.width for s in half.stages] == [16, 32, 72, 156]  # EfficientMod's attention takes any width
+    smt = archspace.load_spec("smt_t").with_width_mult(0.3)  # SMT attention splits the width: 8 | width in stage 3
+    assert [s.width for s in smt.stages] == [20, 40, 80, 160]  # 76.8 -> 80 (8 heads), 153.6 -> 160 (16 heads)
     assert [[b.kind for b in s.blocks] for s in half.stages] == [[b.kind for b in s.blocks] for s in spec.stages]
     archspace.build(half)(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="width_mult"):

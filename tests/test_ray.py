@@ -31,6 +31,16 @@ def test_import_archspace_does_not_import_ray():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+def test_import_archspace_changes_nothing_in_the_process():
+    """Importing archspace or its CLI loads no torch and sets no environment; the CLI's main applies its settings."""
+    code = ("import os, sys; before = dict(os.environ); import archspace, archspace.cli, archspace.vocab; "
+            "print('torch' in sys.modules, dict(os.environ) == before); "
+            "os.environ.pop('OMP_WAIT_POLICY', None); print(archspace.cli.process_settings())")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.split("\n")
+    assert out[0] == "False True" and out[1] == "{'omp_wait_policy': 'PASSIVE'}"
+
+
 def test_import_archspace_is_light():
     code = ("import sys, archspace; print(sorted(m for m in ('optuna', 'fvcore', 'ptflops', 'matplotlib', 'ray', "
             "'torchvision', 'timm', 'scipy', 'rich') if m in sys.modules))")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from archspace.evaluate.data import DatasetMeta, DatasetNotFound, DeviceDataset, load_dataset
+from archspace.vocab import EVALUATORS
 from archspace.evaluate.proxies import PROXIES, ProxyResult, proxy_batch, score, score_proxy
 from archspace.evaluate.train import (
     FidelityPoint,
@@ -38,8 +39,6 @@ __all__ = [
     "train_proxy",
 ]
 
-EVALUATORS: tuple[str, ...] = ("train", *PROXIES)
-
 
 def evaluate(
     model: nn.Module | Callable[[], nn.Module],
@@ -56,14 +55,14 @@ def evaluate(
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator={evaluator!r} is not known; use one of {', '.join(EVALUATORS)}")
     if budget is None:
-        budget = TrainBudget.cpu_default() if torch.device(device).type == "cpu" else TrainBudget.gpu_default()
+        budget = TrainBudget.for_device(device)
         from archspace.spec.net import NetSpec
 
         if not isinstance(model, NetSpec):  # a built model cannot take the proxy's stem stride or width
             budget = budget.model_copy(update={"stem_stride": None, "width_mult": None})
     if evaluator == "train":
         return train_proxy(model, budget, dataset, dataset_root=dataset_root, device=device, progress=progress)
-    from archspace.evaluate.train import _as_factory
+    from archspace.evaluate.train import _as_factory, input_channels
 
     model = _as_factory(model, budget)
     if not isinstance(model, nn.Module):
@@ -71,7 +70,6 @@ def evaluate(
             torch.manual_seed(budget.seed)
             model = model()
     model = model.to(device)
-    channels = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
-    batch = proxy_batch(dataset, size=batch_size, resolution=budget.resolution, channels=channels,
+    batch = proxy_batch(dataset, size=batch_size, resolution=budget.resolution, channels=input_channels(model),
                         seed=budget.seed, root=dataset_root, device=device)
     return score_proxy(model, evaluator, batch, seed=budget.seed)

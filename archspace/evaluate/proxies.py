@@ -28,9 +28,9 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-__all__ = ["PROXIES", "Proxy", "ProxyResult", "count_macs", "proxy_batch", "score", "score_proxy"]
+from archspace.vocab import Proxy
 
-Proxy = Literal["synflow", "snip", "grad_norm", "naswot", "params", "flops"]
+__all__ = ["PROXIES", "Proxy", "ProxyResult", "count_macs", "proxy_batch", "score", "score_proxy"]
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.LeakyReLU, nn.Mish)
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)

@@ -73,6 +73,11 @@ class TrainBudget(BaseModel):
         return cls(**{**base, **update})
 
     @classmethod
+    def for_device(cls, device: str | torch.device, **update) -> TrainBudget:
+        """The default budget for a device (the one place that chooses): CPU, else the GPU budget; ``update`` overrides."""
+        return (cls.cpu_default if torch.device(device).type == "cpu" else cls.gpu_default)(**update)
+
+    @classmethod
     def gpu_default(cls, **update) -> TrainBudget:
         """The GPU budget: full Fashion-MNIST, batch 1024 with LR scaled linearly, bf16, channels-last, compiled."""
         base = dict(epochs=3, train_subset=None, test_subset=None, resolution=32, batch_size=1024,
@@ -224,7 +229,7 @@ def train_proxy(
     called under the budget's seed, so a factory run is bit-reproducible on CPU. Torch thread count
     and the global RNG are restored on return.
 
-    See ``TrainBudget.cpu_default`` for the CPU budget and its measured cost, and
+    See ``TrainBudget.cpu_default`` for the CPU budget (its measured cost is in the README), and
     ``experiments/fidelity.py`` for how well each budget ranks architectures.
     """
     budget = budget or TrainBudget()
@@ -251,7 +256,7 @@ def _train(model, budget, dataset, dataset_root, dev, progress, fidelities, thre
         model = model()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model factory returned {type(model).__name__}; it must return an nn.Module")
-    in_ch = _input_channels(model)
+    in_ch = input_channels(model)
     common = dict(resolution=budget.resolution, channels=in_ch, device=dev)
     train_data = DeviceDataset.load(dataset, "train", root=dataset_root, subset=budget.train_subset,
                                     seed=budget.seed, augment=budget.augment, **common)
@@ -357,8 +362,11 @@ class _Diverged(Exception):
         super().__init__(f"non-finite training loss ({value}) at epoch {epoch}, step {step}; lower lr or enable grad_clip")
 
 
-def _input_channels(model: nn.Module) -> int:
-    """Input channels of the first conv/linear layer (3 when it cannot be found)."""
+def input_channels(model: nn.Module) -> int:
+    """Input channels of a model: its spec's ``in_chans`` for archspace's networks, else the first conv's (3 if none)."""
+    spec = getattr(model, "spec", None)
+    if spec is not None and hasattr(spec, "in_chans"):
+        return spec.in_chans
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return m.in_channels

@@ -35,8 +35,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-Convention = Literal["smt-paper", "fvcore", "full"]
-CONVENTIONS: tuple[Convention, ...] = ("smt-paper", "fvcore", "full")
+from archspace.vocab import CONVENTIONS, Convention
 
 _COUNTERS: dict[str, str] = {
     "smt-paper": "archspace module hooks on Conv1d/2d/3d and Linear (ptflops rule, bias included)",

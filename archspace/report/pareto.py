@@ -6,8 +6,7 @@ from typing import NamedTuple, Optional, Sequence
 
 from ..search.store import hypervolume_curve, pareto_front, read_csv
 
-LABELS = {"accuracy": "proxy top-1 (%)", "latency_ms": "latency (ms)", "gmacs": "GMACs", "mparams": "params (M)",
-          "images_per_s": "throughput (img/s)"}
+from ..vocab import LABELS
 
 
 class FrontData(NamedTuple):

@@ -117,7 +117,7 @@ def rerun_small(ablation_file: Path, workdir: Path, evaluator: Optional[dict] = 
 
 def pareto_markdown(rows: Sequence[dict], keys: Sequence[str]) -> str:
     """A front (rows from pareto.csv) as Markdown."""
-    names = {"accuracy": "proxy top-1 (%)", "latency_ms": "latency (ms)", "gmacs": "GMACs", "mparams": "params (M)"}
+    from ..vocab import LABELS as names
     return markdown_table(rows, [("number", "trial"), *[(k, names.get(k, k)) for k in keys], ("spec_hash", "spec")])
 
 

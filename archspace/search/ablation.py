@@ -18,7 +18,7 @@ from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
 from ..spec.net import NetSpec
 from ..spec.official import smt_variant
-from .space import Budget, Evaluator, Measure, Objective, Param, Sampler, Space
+from .space import Evaluator, Measure, Objective, Param, Sampler, SearchBudget, Space
 
 
 class Row(Spec):
@@ -114,7 +114,7 @@ def as_space(ab: Ablation) -> Space:
                 Param(name="seed", path="@seed", choices=list(range(ab.seeds)))],
         objectives=[Objective(metric="accuracy", direction="maximize")],
         evaluator=ab.evaluator, measure=ab.measure, sampler=Sampler(kind="grid"),
-        budget=Budget(trials=len(labels) * ab.seeds), enqueue_base=False, num_classes=ab.num_classes,
+        budget=SearchBudget(trials=len(labels) * ab.seeds), enqueue_base=False, num_classes=ab.num_classes,
         description=ab.title,
     )
 

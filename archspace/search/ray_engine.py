@@ -23,6 +23,7 @@ from .trial import latency_calibration, run_trial, screen
 from .space import Space, base_values, suggest
 from .storage import open_storage
 from .store import write_results
+from ..vocab import VALUE_COLUMNS
 
 SENTINEL = 1e12  # objective value reported for a sample that could not be evaluated (never on a front)
 
@@ -116,7 +117,7 @@ def _trainable(space_json: str, calibration_json: Optional[str] = None):
             if v is None or out.verdict != "complete" or not math.isfinite(v):
                 v = -SENTINEL if o.direction == "maximize" else SENTINEL
             metrics[o.key] = v
-        for k in ("mparams", "gmacs", "latency_ms", "images_per_s", "accuracy"):
+        for k in VALUE_COLUMNS:
             metrics.setdefault(k, out.values.get(k, float("nan")))
         tune.report(metrics)
 
@@ -205,7 +206,7 @@ def _rows(space: Space, trials: list[RayTrial], base: Optional[dict]) -> tuple[l
             row.update(state="COMPLETE" if verdict == "complete" else "FAIL", verdict=verdict,
                        reason=m.get("reason") or None, spec_hash=m.get("spec_hash") or None)
             if verdict == "complete":
-                for k in ("mparams", "gmacs", "latency_ms", "images_per_s", "accuracy"):
+                for k in VALUE_COLUMNS:
                     v = m.get(k)
                     row[k] = v if isinstance(v, (int, float)) and math.isfinite(v) else None
             if m.get("spec_json"):
@@ -249,7 +250,7 @@ def _progress_callback(progress: Any, tune: Any, done: int) -> Any:
             if result.get("verdict") in (None, "running"):
                 return
             out = SimpleNamespace(verdict=result["verdict"], reason=result.get("reason") or None,
-                                  values={k: result[k] for k in ("mparams", "gmacs", "latency_ms", "accuracy")
+                                  values={k: result[k] for k in VALUE_COLUMNS
                                           if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])})
             if out.verdict != "complete":
                 progress.failures += 1

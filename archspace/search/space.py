@@ -19,11 +19,9 @@ from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
 from ..spec.net import NetSpec
 from ..spec.stacking import alternate, sequential
+from ..vocab import COLUMNS, Convention, Direction, EvaluatorKind, Metric
 
 Scalar = Union[bool, int, float, str]
-METRICS = ("accuracy", "flops", "params", "latency", "throughput")
-CONVENTIONS = ("smt-paper", "fvcore", "full")
-EVALUATORS = ("train", "synflow", "snip", "grad_norm", "naswot", "params", "flops")
 
 
 class Param(Spec):
@@ -90,15 +88,14 @@ class Param(Spec):
 class Objective(Spec):
     """A metric to optimise, with its direction (and FLOP convention)."""
 
-    metric: Literal["accuracy", "flops", "params", "latency", "throughput"]
-    direction: Literal["maximize", "minimize"]
-    convention: Literal["smt-paper", "fvcore", "full"] = "smt-paper"
+    metric: Metric
+    direction: Direction
+    convention: Convention = "smt-paper"
 
     @property
     def key(self) -> str:
         """Column name of this objective in result tables."""
-        return {"accuracy": "accuracy", "flops": "gmacs", "params": "mparams", "latency": "latency_ms",
-                "throughput": "images_per_s"}[self.metric]
+        return COLUMNS[self.metric]
 
 
 class Constraints(Spec):
@@ -106,17 +103,17 @@ class Constraints(Spec):
 
     max_params: Optional[BigInt] = None
     max_flops: Optional[PosFloat] = None
-    flops_convention: Literal["smt-paper", "fvcore", "full"] = "smt-paper"
+    flops_convention: Convention = "smt-paper"
     max_latency_ms: Optional[PosFloat] = None
 
 
 class Evaluator(Spec):
     """How accuracy is measured: proxy training (with its budget) or a zero-cost proxy."""
 
-    kind: Literal["train", "synflow", "snip", "grad_norm", "naswot", "params", "flops"] = "train"
+    kind: EvaluatorKind = "train"
     dataset: str = "fashion-mnist"
     dataset_root: Optional[str] = None
-    budget: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any] = Field(default_factory=dict)  # overrides of TrainBudget.for_device(device), checked at load
     device: str = "cpu"
     threads: Optional[PosInt] = None
 
@@ -149,7 +146,7 @@ class Sampler(Spec):
     pruner: Literal["median", "halving", "none"] = "median"  # single-objective training searches only
 
 
-class Budget(Spec):
+class SearchBudget(Spec):
     """How many finished trials, and an optional wall-clock limit."""
 
     trials: BigInt = 20
@@ -181,7 +178,7 @@ class Space(Spec):
     evaluator: Evaluator = Field(default_factory=Evaluator)
     measure: Measure = Field(default_factory=Measure)
     sampler: Sampler = Field(default_factory=Sampler)
-    budget: Budget = Field(default_factory=Budget)
+    budget: SearchBudget = Field(default_factory=SearchBudget)
     workers: Workers = Field(default_factory=Workers)
     seed: int = 0
     num_classes: PosInt = 10
@@ -494,7 +491,7 @@ def check_space(space: Space, source: str = "space") -> None:
     if space.evaluator.kind == "train":
         from ..evaluate.train import TrainBudget
         try:
-            TrainBudget.cpu_default(**space.evaluator.budget)
+            TrainBudget.for_device(space.evaluator.device, **space.evaluator.budget)
         except ValidationError as exc:
             raise SpecError(f"{source}: evaluator.budget.{first_error(exc)}") from None
 

@@ -9,8 +9,9 @@ from typing import Any, Iterable, Optional, Sequence
 from ..files import atomic_write_text
 from .space import Space
 
-COLUMNS = ["number", "state", "verdict", "reason", "spec_hash", "mparams", "gmacs", "latency_ms", "images_per_s",
-           "accuracy", "reference", "cached_from", "retry_of", "seconds", "worker", "params"]
+from ..vocab import VALUE_COLUMNS
+
+COLUMNS = ["number", "state", "verdict", "reason", "spec_hash", *VALUE_COLUMNS, "reference", "cached_from", "retry_of", "seconds", "worker", "params"]
 
 
 def to_csv(rows: Iterable[dict], columns: Sequence[str]) -> str:

@@ -190,7 +190,7 @@ def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> 
     ev = space.evaluator
     from ..evaluate import TrainBudget, evaluate
 
-    budget = TrainBudget.cpu_default(**ev.budget) if ev.device == "cpu" else TrainBudget.gpu_default(**ev.budget)
+    budget = TrainBudget.for_device(ev.device, **ev.budget)
     budget = budget.model_copy(update={"seed": out.seed})
     result = evaluate(spec, ev.kind, budget=budget, dataset=ev.dataset, dataset_root=ev.dataset_root,
                       device=ev.device, progress=progress)
