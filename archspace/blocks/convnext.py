@@ -43,13 +43,13 @@ class ConvNeXtSpec(Spec):
 class ConvNeXtBlock(nn.Module):
     """x + drop_path(gamma * MLP(LN(dwconv x))), channels-last."""
 
-    def __init__(self, spec: ConvNeXtSpec, dim: int, drop_path: float = 0.0):
+    def __init__(self, spec: ConvNeXtSpec, width: int, drop_path: float = 0.0):
         super().__init__()
         k = spec.kernel_size
-        self.dwconv = nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=spec.norm_eps)
-        self.mlp = Mlp(dim, int(dim * spec.mlp_ratio))
-        self.gamma = layer_scale(dim, spec.layer_scale)
+        self.dwconv = nn.Conv2d(width, width, k, padding=k // 2, groups=width)
+        self.norm = nn.LayerNorm(width, eps=spec.norm_eps)
+        self.mlp = Mlp(width, int(width * spec.mlp_ratio))
+        self.gamma = layer_scale(width, spec.layer_scale)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,8 +57,9 @@ class ConvNeXtBlock(nn.Module):
         return x + self.drop_path(y if self.gamma is None else self.gamma * y)
 
 
-def convnext_cost(spec: ConvNeXtSpec, c: int, h: int, w: int) -> Cost:
+def convnext_cost(spec: ConvNeXtSpec, width: int, h: int, w: int) -> Cost:
     """ConvNeXt block: depth-wise conv, LN, fc1, fc2, layer scale."""
+    c = width
     n, k, hidden = h * w, spec.kernel_size, int(c * spec.mlp_ratio)
     cost = conv(h, w, c, c, k, pad=k // 2, groups=c)[0] + layernorm(n, c) + linear(n, c, hidden) + linear(n, hidden, c)
     return cost + layer_scale_cost(n, c, spec.layer_scale)

@@ -44,19 +44,19 @@ class EffModSpec(Spec):
 class EfficientModulation(nn.Module):
     """ctx = g(GELU(dwconv(f x))); out = fc2(act(fc1 x) * tile(ctx, r)); no GELU and no tiling when r = 1."""
 
-    def __init__(self, spec: EffModSpec, dim: int):
+    def __init__(self, spec: EffModSpec, width: int):
         super().__init__()
         self.r = spec.mlp_ratio
         k = spec.kernel_size
         self.sum = spec.fusion == "sum"
-        self.fc1 = nn.Linear(dim, dim * self.r)
+        self.fc1 = nn.Linear(width, width * self.r)
         self.act = nn.GELU() if self.r > 1 else nn.Identity()
         # Table 5 ablations drop f, the conv or g from the context branch (the GELU stays)
-        self.f = nn.Linear(dim, dim) if "f" in spec.context else nn.Identity()
-        self.ctx_conv = nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim) if "conv" in spec.context else None
+        self.f = nn.Linear(width, width) if "f" in spec.context else nn.Identity()
+        self.ctx_conv = nn.Conv2d(width, width, k, padding=k // 2, groups=width) if "conv" in spec.context else None
         self.ctx_act = nn.GELU()
-        self.g = nn.Linear(dim, dim) if "g" in spec.context else nn.Identity()
-        self.fc2 = nn.Linear(dim * self.r, dim)
+        self.g = nn.Linear(width, width) if "g" in spec.context else nn.Identity()
+        self.fc2 = nn.Linear(width * self.r, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -76,11 +76,11 @@ class EfficientModulation(nn.Module):
 class EffModBlock(nn.Module):
     """x + gamma * EfficientModulation(LN x)."""
 
-    def __init__(self, spec: EffModSpec, dim: int, drop_path: float = 0.0):
+    def __init__(self, spec: EffModSpec, width: int, drop_path: float = 0.0):
         super().__init__()
-        self.norm = nn.LayerNorm(dim, eps=spec.norm_eps)
-        self.mod = EfficientModulation(spec, dim)
-        self.gamma = layer_scale(dim, spec.layer_scale)
+        self.norm = nn.LayerNorm(width, eps=spec.norm_eps)
+        self.mod = EfficientModulation(spec, width)
+        self.gamma = layer_scale(width, spec.layer_scale)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,8 +88,9 @@ class EffModBlock(nn.Module):
         return x + self.drop_path(y if self.gamma is None else self.gamma * y)
 
 
-def effmod_cost(spec: EffModSpec, c: int, h: int, w: int) -> Cost:
+def effmod_cost(spec: EffModSpec, width: int, h: int, w: int) -> Cost:
     """EfficientMod block: LN, fc1, f, context conv, g, modulation, fc2, layer scale."""
+    c = width
     n, r, k = h * w, spec.mlp_ratio, spec.kernel_size
     cost = layernorm(n, c) + linear(n, c, c * r)
     if "f" in spec.context:

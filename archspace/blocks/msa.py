@@ -73,13 +73,13 @@ class MSASpec(Spec):
 class SMTAttention(nn.Module):
     """SMT MSA: q, kv projections; softmax(qk^T/sqrt(d)) v + dw3x3(v); proj."""
 
-    def __init__(self, spec: MSASpec, dim: int):
+    def __init__(self, spec: MSASpec, width: int):
         super().__init__()
         self.heads = spec.heads
-        self.q = nn.Linear(dim, dim, bias=spec.qkv_bias)
-        self.kv = nn.Linear(dim, 2 * dim, bias=spec.qkv_bias)
-        self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.proj = nn.Linear(dim, dim)
+        self.q = nn.Linear(width, width, bias=spec.qkv_bias)
+        self.kv = nn.Linear(width, 2 * width, bias=spec.qkv_bias)
+        self.local_conv = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.proj = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -94,15 +94,15 @@ class SMTAttention(nn.Module):
 
 
 class ViTAttention(nn.Module):
-    """ViT attention as EfficientMod uses it: fused qkv to heads*head_dim, sdpa, proj back to dim."""
+    """ViT attention as EfficientMod uses it: fused qkv to heads*head_dim, sdpa, proj back to width."""
 
-    def __init__(self, spec: MSASpec, dim: int):
+    def __init__(self, spec: MSASpec, width: int):
         super().__init__()
         self.heads = spec.heads
-        self.head_dim = spec.head_dim(dim)
+        self.head_dim = spec.head_dim(width)
         inner = self.heads * self.head_dim
-        self.qkv = nn.Linear(dim, 3 * inner, bias=spec.qkv_bias)
-        self.proj = nn.Linear(inner, dim)
+        self.qkv = nn.Linear(width, 3 * inner, bias=spec.qkv_bias)
+        self.proj = nn.Linear(inner, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -115,16 +115,16 @@ class ViTAttention(nn.Module):
 class MSABlock(nn.Module):
     """Pre-norm block: x + ls1 * attn(LN x); x + ls2 * ffn(LN x); flavor picks attention and FFN."""
 
-    def __init__(self, spec: MSASpec, dim: int, drop_path: float = 0.0):
+    def __init__(self, spec: MSASpec, width: int, drop_path: float = 0.0):
         super().__init__()
         smt = spec.flavor == "smt"
-        hidden = int(dim * spec.mlp_ratio)
-        self.norm1 = nn.LayerNorm(dim, eps=spec.norm_eps)
-        self.attn = SMTAttention(spec, dim) if smt else ViTAttention(spec, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=spec.norm_eps)
-        self.mlp = DetailFFN(dim, hidden) if smt else Mlp(dim, hidden)
-        self.gamma_1 = layer_scale(dim, spec.layer_scale)
-        self.gamma_2 = layer_scale(dim, spec.layer_scale)
+        hidden = int(width * spec.mlp_ratio)
+        self.norm1 = nn.LayerNorm(width, eps=spec.norm_eps)
+        self.attn = SMTAttention(spec, width) if smt else ViTAttention(spec, width)
+        self.norm2 = nn.LayerNorm(width, eps=spec.norm_eps)
+        self.mlp = DetailFFN(width, hidden) if smt else Mlp(width, hidden)
+        self.gamma_1 = layer_scale(width, spec.layer_scale)
+        self.gamma_2 = layer_scale(width, spec.layer_scale)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,8 +134,9 @@ class MSABlock(nn.Module):
         return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
 
 
-def msa_cost(spec: MSASpec, c: int, h: int, w: int) -> Cost:
+def msa_cost(spec: MSASpec, width: int, h: int, w: int) -> Cost:
     """MSA block (smt or vit flavor): LN, projections, attention, LN, FFN, layer scales."""
+    c = width
     n = h * w
     hidden = int(c * spec.mlp_ratio)
     if spec.flavor == "smt":

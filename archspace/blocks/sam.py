@@ -102,39 +102,39 @@ def interleave_order(sizes: tuple[int, ...]) -> list[int]:
     return [starts[i] + g for g in range(max(sizes)) for i in range(len(sizes)) if g < sizes[i]]
 
 
-def aggregation(kind: str, dim: int, heads: int, expand: int) -> nn.Module:
+def aggregation(kind: str, width: int, heads: int, expand: int) -> nn.Module:
     """Aggregation after MHMC: saa (grouped 1x1 -> BN -> GELU -> 1x1), ibn, linear2, linear1 or none."""
     if kind == "none":
         return nn.Identity()
     if kind == "linear1":
-        return nn.Sequential(nn.Conv2d(dim, dim, 1))
+        return nn.Sequential(nn.Conv2d(width, width, 1))
     if kind == "linear2":
-        return nn.Sequential(nn.Conv2d(dim, dim, 1), nn.GELU(), nn.Conv2d(dim, dim, 1))
-    groups = saa_groups(dim, heads) if kind == "saa" else 1
+        return nn.Sequential(nn.Conv2d(width, width, 1), nn.GELU(), nn.Conv2d(width, width, 1))
+    groups = saa_groups(width, heads) if kind == "saa" else 1
     return nn.Sequential(
-        nn.Conv2d(dim, dim * expand, 1, groups=groups),
-        nn.BatchNorm2d(dim * expand),
+        nn.Conv2d(width, width * expand, 1, groups=groups),
+        nn.BatchNorm2d(width * expand),
         nn.GELU(),
-        nn.Conv2d(dim * expand, dim, 1),
+        nn.Conv2d(width * expand, width, 1),
     )
 
 
 class ScaleAwareModulation(nn.Module):
     """SAM: v = Wv x; modulator = agg(interleave(MHMC(Ws x))); out = proj(modulator * v)."""
 
-    def __init__(self, spec: SAMSpec, dim: int):
+    def __init__(self, spec: SAMSpec, width: int):
         super().__init__()
-        self.sizes = head_channels(dim, spec.heads, spec.split)
-        self.v = nn.Linear(dim, dim, bias=spec.qkv_bias)
-        self.s = nn.Linear(dim, dim, bias=spec.qkv_bias)
+        self.sizes = head_channels(width, spec.heads, spec.split)
+        self.v = nn.Linear(width, width, bias=spec.qkv_bias)
+        self.s = nn.Linear(width, width, bias=spec.qkv_bias)
         self.local_convs = nn.ModuleList(
             nn.Conv2d(c, c, k, padding=k // 2, groups=c) for c, k in zip(self.sizes, spec.kernel_sizes)
         )
         self.even = len(set(self.sizes)) == 1
         if not self.even:
             self.register_buffer("order", torch.tensor(interleave_order(self.sizes)), persistent=False)
-        self.agg = aggregation(spec.aggregation, dim, spec.heads, spec.expand_ratio)
-        self.proj = nn.Linear(dim, dim)
+        self.agg = aggregation(spec.aggregation, width, spec.heads, spec.expand_ratio)
+        self.proj = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -154,14 +154,14 @@ class ScaleAwareModulation(nn.Module):
 class SAMBlock(nn.Module):
     """Pre-norm block: x + ls1 * SAM(LN x); x + ls2 * DetailFFN(LN x)."""
 
-    def __init__(self, spec: SAMSpec, dim: int, drop_path: float = 0.0):
+    def __init__(self, spec: SAMSpec, width: int, drop_path: float = 0.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=spec.norm_eps)
-        self.mixer = ScaleAwareModulation(spec, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=spec.norm_eps)
-        self.mlp = DetailFFN(dim, int(dim * spec.mlp_ratio))
-        self.gamma_1 = layer_scale(dim, spec.layer_scale)
-        self.gamma_2 = layer_scale(dim, spec.layer_scale)
+        self.norm1 = nn.LayerNorm(width, eps=spec.norm_eps)
+        self.mixer = ScaleAwareModulation(spec, width)
+        self.norm2 = nn.LayerNorm(width, eps=spec.norm_eps)
+        self.mlp = DetailFFN(width, int(width * spec.mlp_ratio))
+        self.gamma_1 = layer_scale(width, spec.layer_scale)
+        self.gamma_2 = layer_scale(width, spec.layer_scale)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,8 +171,9 @@ class SAMBlock(nn.Module):
         return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
 
 
-def sam_cost(spec: SAMSpec, c: int, h: int, w: int) -> Cost:
+def sam_cost(spec: SAMSpec, width: int, h: int, w: int) -> Cost:
     """SAM block: LN, v/s, MHMC, aggregation, modulation, proj, LN, detail FFN, layer scales."""
+    c = width
     n = h * w
     cost = layernorm(n, c) + linear(n, c, c, spec.qkv_bias) + linear(n, c, c, spec.qkv_bias)
     for ch, k in zip(head_channels(c, spec.heads, spec.split), spec.kernel_sizes):
