@@ -97,3 +97,22 @@ def test_drop_path_schedule():
     assert len(rates) == 13 and rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
     model = archspace.build(spec)
     assert model.stages[3].blocks[0].drop_path.p == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("name", ["smt_t", "efficientmod_xxs"])
+def test_dense_prediction_features_nchw_at_strides_4_to_32(name):
+    backbone = archspace.build(name, features_only=True).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        maps = backbone(x)
+    spec = archspace.load_spec(name)
+    assert [f["reduction"] for f in backbone.feature_info] == [4, 8, 16, 32]
+    assert [f["num_chs"] for f in backbone.feature_info] == [s.width for s in spec.stages]
+    assert [tuple(m.shape) for m in maps] == [(1, s.width, 64 // r, 96 // r) for s, r in zip(spec.stages, (4, 8, 16, 32))]
+    net = archspace.build(name).eval()
+    net.load_state_dict({k: v for k, v in backbone.net.state_dict().items()}, strict=False)
+    with torch.no_grad():  # the last map is the classifier's features, in NCHW
+        assert torch.equal(net.forward_features(x).permute(0, 3, 1, 2), maps[-1])
+        two = archspace.build(name, features_only=True, out_indices=(1, -1))
+        two.load_state_dict(backbone.state_dict())
+        assert [m.shape[1] for m in two.eval()(x)] == [spec.stages[1].width, spec.stages[3].width]

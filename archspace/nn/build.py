@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,29 @@ class HybridNet(nn.Module):
         self.pool = spec.head.pool
         self.head_drop = nn.Dropout(spec.head.dropout)
         self.head = nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else nn.Identity()
+        self.feature_info = [{"num_chs": w, "reduction": r, "module": f"stages.{i}"}
+                             for i, (w, r) in enumerate(zip(widths, spec.stage_strides()))]
         self.apply(_init_weights)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Optional[Sequence[int]] = None,
+                              intermediates_only: bool = False):
+        """Per-stage feature maps in NCHW (timm's convention), for detection or segmentation necks.
+
+        ``indices``: which stages (default all; negative counts from the end). Returns the list of maps,
+        or with ``intermediates_only=False`` the channels-last final features and the list. Strides and
+        channels are in ``feature_info``.
+        """
+        n = len(self.stages)
+        take = sorted({i % n for i in (range(n) if indices is None else indices)})
+        maps = []
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in take:
+                maps.append(x.permute(0, 3, 1, 2).contiguous())
+            if intermediates_only and i == take[-1]:
+                return maps
+        return maps if intermediates_only else (x, maps)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, H, W) -> channels-last features (B, H/stride, W/stride, C_last)."""
@@ -84,8 +106,29 @@ def _init_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build(spec, num_classes: Optional[int] = None) -> HybridNet:
-    """Build the PyTorch model of a spec (a NetSpec, a YAML path or a preset name)."""
+class FeatureNet(nn.Module):
+    """A backbone: the network without its head, returning every (or the chosen) stage's NCHW map."""
+
+    def __init__(self, net: HybridNet, out_indices: Optional[Sequence[int]] = None):
+        super().__init__()
+        n = len(net.stages)
+        self.out_indices = sorted({i % n for i in (range(n) if out_indices is None else out_indices)})
+        net.reset_classifier(0)
+        self.net = net
+        self.feature_info = [net.feature_info[i] for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net.forward_intermediates(x, self.out_indices, intermediates_only=True)
+
+
+def build(spec, num_classes: Optional[int] = None, *, features_only: bool = False,
+          out_indices: Optional[Sequence[int]] = None):
+    """Build the PyTorch model of a spec (a NetSpec, a YAML path or a preset name).
+
+    ``features_only=True`` gives a :class:`FeatureNet` backbone (timm's convention): its forward returns
+    the NCHW maps of the stages in ``out_indices`` (default all), described by ``feature_info``.
+    """
     from ..spec.io import load_spec
 
-    return HybridNet(load_spec(spec), num_classes)
+    net = HybridNet(load_spec(spec), num_classes)
+    return FeatureNet(net, out_indices) if features_only else net

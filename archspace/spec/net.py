@@ -185,11 +185,16 @@ class NetSpec(Spec):
     @property
     def stride(self) -> int:
         """Total downsampling factor of the features."""
-        s = self.stem.stride
-        for st in self.stages[1:]:
+        return self.stage_strides()[-1]
+
+    def stage_strides(self) -> list[int]:
+        """Downsampling factor of each stage's output relative to the input (e.g. 4, 8, 16, 32)."""
+        out, s = [], self.stem.stride
+        for st in self.stages:
             if st.downsample is not None:
                 s *= st.downsample.stride
-        return s
+            out.append(s)
+        return out
 
     def with_stem_stride(self, stride: Optional[int]) -> "NetSpec":
         """The same network with its stem at another stride (same parameters): a proxy that keeps feature-map sizes on small inputs.
