@@ -1,7 +1,7 @@
 """archspace: design-space exploration for hybrid SMT / EfficientMod / MSA vision networks.
 
 Public API: ``load_spec``, ``build``, ``spec_from_official``, ``convert_official``, ``NetSpec``,
-``SpecError``, ``dump_spec``, ``preset_names``, ``spec_hash``, ``BLOCKS``, ``HybridNet``. Each loads
+``SpecError``, ``dump_spec``, ``preset_names``, ``spec_hash``, ``BLOCKS``, ``HybridNet``, ``results``. Each loads
 on first use, so importing archspace (or its CLI) neither imports torch nor changes the process:
 the commands that train or measure set their thread policy themselves (see ``archspace.cli``).
 """
@@ -15,6 +15,7 @@ _LAZY = {
     "SpecError": "spec.errors",
     "dump_spec": "spec.io", "load_spec": "spec.io", "preset_names": "spec.io", "spec_hash": "spec.io",
     "NetSpec": "spec.net",
+    "results": "search.results",
     "spec_from_official": "spec.official",
 }
 

@@ -145,4 +145,5 @@ def test_ray_multi_node_cluster_driver_killed_and_resumed_with_a_new_budget(tmp_
     for r in rows:  # every trial cut off by the kill was run again
         if r["verdict"] == "killed":
             assert any(o.get("retry_of") == r["number"] for o in rows)
-    assert len({r["params"] for r in ended if r["retry_of"] is None}) >= 6
+    assert len({(r["param_heads"], r["param_s3_msa"]) for r in ended if r["retry_of"] is None}) >= 6
+    assert all(r["arch"].count("|") == 3 for r in ended)  # every trial names its architecture

@@ -104,7 +104,7 @@ def test_invalid_and_infeasible_samples_are_recorded(tmp_path):
     verdicts = {r["verdict"] for r in rows}
     assert len(rows) == 8 and verdicts <= {"complete", "invalid", "infeasible"}
     for r in rows:
-        p = json.loads(r["params"])
+        p = {k[len("param_"):]: v for k, v in r.items() if k.startswith("param_")}
         if p["s1_sam"] == 0:
             assert r["verdict"] == "invalid" and "block counts must be >= 0 and not all zero" in r["reason"]
         elif p["width3"] == 384:

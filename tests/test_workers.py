@@ -102,7 +102,7 @@ def test_an_exception_inside_a_trial_is_that_trials_failure(tmp_path, monkeypatc
     rows = read_csv(run / "trials.csv")
     assert len(rows) == 9
     for r in rows:
-        p = json.loads(r["params"])
+        p = {k[len("param_"):]: v for k, v in r.items() if k.startswith("param_")}
         if p["heads"] == 1:
             assert r["verdict"] == "failed" and r["reason"] == "RuntimeError: forward exploded"
         elif p["heads"] == 2:

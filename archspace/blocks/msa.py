@@ -64,7 +64,7 @@ class MSASpec(Spec):
             divisors = [h for h in (1, 2, 4, 8, 16, 32) if width % h == 0]
             return f"heads: {self.heads} does not divide width {width} (use one of {divisors})"
         if self.flavor == "smt" and self.min_head_dim > width // self.heads:
-            return f"min_head_dim: SMT attention needs head_dim = width // heads (set min_head_dim: 0)"
+            return "min_head_dim: SMT attention needs head_dim = width // heads (set min_head_dim: 0)"
         if int(width * self.mlp_ratio) < 1:
             return f"mlp_ratio: {self.mlp_ratio} gives an empty hidden layer at width {width}"
         return None

@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict

@@ -13,13 +13,16 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Literal
+from typing import Literal, TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from archspace.evaluate.data import DeviceDataset
+
+if TYPE_CHECKING:
+    from archspace.spec.net import NetSpec
 
 __all__ = ["FidelityPoint", "ProgressCallback", "TrainBudget", "TrainEvent", "TrainResult", "train_proxy"]
 

@@ -6,8 +6,6 @@ from typing import NamedTuple, Optional, Sequence
 
 from ..search.store import hypervolume_curve, pareto_front, read_csv
 
-from ..vocab import LABELS
-
 
 class FrontData(NamedTuple):
     """Points of one accuracy-vs-cost plot: all trials, the 2-D front, the reference (base) trials."""

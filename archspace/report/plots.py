@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .pareto import LABELS, FrontData
+from ..vocab import LABELS
+from .pareto import FrontData
 
 
 def _plt():

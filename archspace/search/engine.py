@@ -166,6 +166,11 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, cr
                 raise SpecError(f"--storage: no study named {space.name!r} there (nothing was changed; check --storage)") from None
     if [d.name.lower() for d in study.directions] != space.directions:
         raise SpecError(f"--storage: study {space.name!r} exists with other objectives; use another --run-dir or --storage")
+    if create and "space" not in study.user_attrs:  # the study explains itself (optuna-dashboard, archspace.results)
+        from .results import protocol_words
+
+        study.set_user_attr("space", space.model_dump(mode="json"))
+        study.set_user_attr("protocol", protocol_words(space))
     return study
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..spec._base import MAX_INT, BigInt, NonNegFloat, PosFloat, PosInt, Spec
+from ..spec._base import MAX_INT, BigInt, PosFloat, PosInt, Spec
 from ..spec.blocks import BLOCK_SPECS
 from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict

@@ -1,43 +1,15 @@
 """The run directory: trials table, Pareto set (CSV + buildable specs), written from a finished or running study."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Sequence
 
 from ..files import atomic_write_text
+from .results import columns, read_table, table, to_csv
 from .space import Space
 
-from ..vocab import VALUE_COLUMNS
-
-COLUMNS = ["number", "state", "verdict", "reason", "spec_hash", *VALUE_COLUMNS, "reference", "cached_from", "retry_of", "seconds", "worker", "params"]
-
-
-def to_csv(rows: Iterable[dict], columns: Sequence[str]) -> str:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    return buf.getvalue()
-
-
-def read_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV written by archspace, numbers parsed."""
-    def conv(v: str) -> Any:
-        if v == "":
-            return None
-        for t in (int, float):
-            try:
-                return t(v)
-            except ValueError:
-                pass
-        return v
-    with open(path, newline="") as fh:
-        return [{k: conv(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+read_csv = read_table  # archspace's CSVs, typed by column (see archspace.search.results)
 
 
 def dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[int]) -> bool:
@@ -136,6 +108,7 @@ def write_results(run_dir: Path, space: Space, rows: list[dict], specs: dict[str
     summary = {"space": space.name, "trials": sum(r.get("verdict") not in ("running", "killed") for r in rows), "complete": len(complete),
                "front": len(front), "objectives": [o.model_dump(mode="json") for o in space.objectives], "reasons": reasons}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(run_dir / "pareto.csv", to_csv(front, COLUMNS))
-    atomic_write_text(run_dir / "trials.csv", to_csv(rows, COLUMNS))
+    cols = columns(space)
+    atomic_write_text(run_dir / "pareto.csv", to_csv(table(space, front, specs), cols))
+    atomic_write_text(run_dir / "trials.csv", to_csv(table(space, rows, specs), cols))
     return summary

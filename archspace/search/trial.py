@@ -63,6 +63,7 @@ class Outcome:
                                "values": self.values, "cost": self.cost, "seconds": self.seconds, "seed": self.seed}
         if self.spec is not None:
             out["spec"] = spec_to_dict(self.spec)
+            out["arch"] = self.spec.label()
         if self.latency is not None:
             out["latency"] = self.latency
         if self.accuracy is not None:

@@ -187,6 +187,15 @@ class NetSpec(Spec):
         """Total downsampling factor of the features."""
         return self.stage_strides()[-1]
 
+    def label(self) -> str:
+        """A compact architecture label: per-stage block letters, widths and heads, e.g. 'SS|SS|SMSMSMSM|M w64-128-256-512 h4-4-4-16'."""
+        heads = []
+        for s in self.stages:
+            h = [b.heads for b in s.blocks if hasattr(b, "heads")]
+            heads.append("/".join(str(x) for x in dict.fromkeys(h)) if h else "_")
+        text = f"{'|'.join(s.pattern for s in self.stages)} w{'-'.join(str(s.width) for s in self.stages)}"
+        return text + (f" h{'-'.join(heads)}" if any(h != "_" for h in heads) else "")
+
     def stage_strides(self) -> list[int]:
         """Downsampling factor of each stage's output relative to the input (e.g. 4, 8, 16, 32)."""
         out, s = [], self.stem.stride

@@ -1,0 +1,193 @@
+"""Results as a table: one row per trial, one column per searched parameter, numeric objectives, protocol columns.
+
+``trials.csv`` is written from :func:`table` and read back typed by :func:`read_table`; :func:`results`
+(``archspace.results``) returns the same table as a pandas DataFrame from a run directory or a storage.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..vocab import VALUE_COLUMNS
+from .space import Space
+
+HEAD = ["number", "state", "verdict", "reason", "arch", "spec_hash", *VALUE_COLUMNS]
+TAIL = ["reference", "cached_from", "retry_of", "seconds", "worker"]
+PROTOCOL = ["evaluator", "dataset", "train_device", "train_epochs", "train_images", "test_images", "train_resolution",
+            "train_stem_stride", "train_width_mult", "gmacs_convention", "latency_device", "latency_batch",
+            "latency_resolution", "latency_threads"]
+STRINGS = {"state", "verdict", "reason", "arch", "spec_hash", "reference", "worker", "evaluator", "dataset",
+           "train_device", "gmacs_convention", "latency_device"}
+INTS = {"number", "cached_from", "retry_of", "train_epochs", "train_images", "test_images", "train_resolution",
+        "train_stem_stride", "latency_batch", "latency_resolution", "latency_threads"}
+PARAM = "param_"
+
+
+def protocol(space: Space) -> dict[str, Any]:
+    """The measuring protocol of a space's trials, as table columns (the training budget resolved for its device)."""
+    ev, m = space.evaluator, space.measure
+    out: dict[str, Any] = {k: None for k in PROTOCOL}
+    out.update(evaluator=ev.kind, gmacs_convention=next((o.convention for o in space.objectives if o.metric == "flops"),
+                                                        "smt-paper"))
+    if ev.kind != "params" and ev.kind != "flops":
+        out["dataset"] = ev.dataset
+    if ev.kind == "train":
+        from ..evaluate.train import TrainBudget
+
+        b = TrainBudget.for_device(ev.device, **ev.budget)
+        out.update(train_device=ev.device, train_epochs=b.epochs, train_images=b.train_subset, test_images=b.test_subset,
+                   train_resolution=b.resolution, train_stem_stride=b.stem_stride, train_width_mult=b.width_mult)
+    if m.latency:
+        out.update(latency_device=m.device, latency_batch=m.batch, latency_resolution=m.resolution, latency_threads=m.threads)
+    return out
+
+
+def protocol_words(space: Space) -> str:
+    """The protocol in words, e.g. 'accuracy: train, 1 epoch on 2,400 fashion-mnist images at 32 px ...; latency: ...'."""
+    p = protocol(space)
+    if p["evaluator"] == "train":
+        images = "all" if p["train_images"] is None else f"{p['train_images']:,}"
+        acc = (f"accuracy: proxy training on {p['train_device']}, {p['train_epochs']} epoch(s) on {images} {p['dataset']} "
+               f"images at {p['train_resolution']} px")
+        knobs = [f"stem stride {p['train_stem_stride']}" if p["train_stem_stride"] else "",
+                 f"width x{p['train_width_mult']}" if p["train_width_mult"] else ""]
+        acc += f" ({', '.join(k for k in knobs if k)})" if any(knobs) else ""
+    else:
+        acc = f"accuracy: {p['evaluator']} score" + (f" on {p['dataset']}" if p["dataset"] else "")
+    lat = (f"latency: {p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, "
+           f"{p['latency_threads']} thread(s)" if p["latency_device"] else "latency: not measured")
+    return f"{acc}; MACs: {p['gmacs_convention']}; {lat}"
+
+
+def columns(space: Space) -> list[str]:
+    """The table's columns for a space."""
+    return [*HEAD, *(PARAM + p.name for p in space.params), *TAIL, *PROTOCOL]
+
+
+def table(space: Space, rows: list[dict], specs: Optional[dict[str, dict]] = None) -> list[dict[str, Any]]:
+    """Engine rows (``params`` as JSON) -> table rows: one column per parameter, the architecture label, the protocol."""
+    from ..spec.io import spec_from_dict
+    from .space import spec_for
+
+    proto = protocol(space)
+    labels: dict[str, str] = {}
+    out = []
+    for r in rows:
+        row = {k: r.get(k) for k in (*HEAD, *TAIL)}
+        values = r.get("params") or {}
+        values = json.loads(values) if isinstance(values, str) else values
+        for p in space.params:
+            v = values.get(p.name)
+            row[PARAM + p.name] = ",".join(str(x) for x in v) if isinstance(v, list) else v
+        h = r.get("spec_hash")
+        if not row.get("arch") and h:
+            if h not in labels:
+                try:  # the stored spec, else the spec the sampled values give
+                    spec = spec_from_dict(specs[h]) if specs and h in specs else spec_for(space, values)
+                    labels[h] = spec.label()
+                except Exception:  # noqa: BLE001 - a spec stored by another version: no label
+                    labels[h] = None
+            row["arch"] = labels[h]
+        row.update(proto)
+        out.append(row)
+    return out
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(round(v, 6))
+    return "" if v is None else v
+
+
+def to_csv(rows: list[dict], cols: list[str]) -> str:
+    """CSV text: floats rounded to 6 decimals, None empty."""
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _cell(r.get(k)) for k in cols})
+    return buf.getvalue()
+
+
+def parse(column: str, text: str) -> Any:
+    """One CSV cell, typed by its column: strings stay strings (a hash of digits keeps its zeros), numbers parse."""
+    if text == "":
+        return None
+    if column in STRINGS:
+        return text
+    if column in INTS:
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    for t in (int, float):
+        try:
+            v = t(text)
+        except ValueError:
+            continue
+        if t is float and not math.isfinite(v) and text.lower().lstrip("+-") not in ("inf", "infinity", "nan"):
+            return text  # '123e45678901' is a word here, not infinity
+        return v
+    return text
+
+
+def read_table(path: Union[str, Path]) -> list[dict[str, Any]]:
+    """Rows of a CSV written by archspace, each cell typed by its column."""
+    with open(path, newline="") as fh:
+        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def results(source: Union[str, Path], *, storage: Optional[str] = None, study: Optional[str] = None):
+    """The trials of a run as a pandas DataFrame: one row per trial, a ``param_<name>`` column per searched
+    parameter, numeric objective columns (``mparams``, ``gmacs``, ``latency_ms``, ``images_per_s``,
+    ``accuracy``) and protocol columns.
+
+    ``source`` is a run directory (its ``trials.csv``, or its study when ``storage`` is given) or a storage
+    URL (``study`` names the study when the storage holds several). Nothing is created or changed.
+    """
+    import pandas as pd
+
+    from ..spec.errors import SpecError
+    from .engine import open_study, rows_and_specs
+
+    src = str(source)
+    if "://" in src:
+        import optuna
+
+        from .storage import open_storage
+
+        names = optuna.get_all_study_names(open_storage(src, create=False))
+        name = study or (names[0] if len(names) == 1 else None)
+        if name not in names:
+            raise SpecError(f"study: give one of {names} (the storage holds {len(names)} studies)")
+        attrs = optuna.load_study(study_name=name, storage=open_storage(src, create=False)).user_attrs
+        if "space" not in attrs:
+            raise SpecError(f"study {name!r} was not written by archspace search (no space attribute)")
+        space = Space.model_validate(attrs["space"])
+        rows = table(space, *rows_and_specs(open_study(space, Path("."), src, create=False), space.workers.max_retries))
+    else:
+        from ..report.run import run_space
+
+        run_dir = Path(src)
+        space = run_space(run_dir)
+        if storage:
+            rows = table(space, *rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries))
+        elif (run_dir / "trials.csv").exists():
+            rows = read_table(run_dir / "trials.csv")
+        else:
+            rows = []
+    cols = columns(space)
+    frame = pd.DataFrame([{k: r.get(k) for k in cols} for r in rows], columns=cols)
+    for k in VALUE_COLUMNS + ("seconds",):
+        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype("float64")
+    for k in cols:
+        if k in INTS:
+            frame[k] = frame[k].astype("Int64")
+        elif k in STRINGS:
+            frame[k] = frame[k].astype("string")
+    return frame
