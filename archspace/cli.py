@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .spec.errors import SpecError
-from .vocab import CONVENTIONS
+from .vocab import CONVENTIONS, EVALUATORS
 
 
 class UsageError(Exception):
@@ -282,6 +282,18 @@ def _print_fidelity(run_dir: Path) -> None:
         print(describe(check))
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of a file kind: point an editor's YAML/JSON language server at it for completion."""
+    if args.kind == "spec":
+        from .spec.net import NetSpec as model
+    elif args.kind == "space":
+        from .search.space import Space as model
+    else:
+        from .search.ablation import Ablation as model
+    print(json.dumps(model.model_json_schema(), indent=2))
+    return 0
+
+
 def cmd_best(args: argparse.Namespace) -> int:
     from .report.run import best, run_space
 
@@ -314,7 +326,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     update["evaluator"] = ev
     ab = type(ab).model_validate({**ab.model_dump(), **update})
     run_dir = Path(args.run_dir or Path("runs") / f"ablation_{ab.name}")
-    table = run_ablation(ab, run_dir, Path(args.out), storage=args.storage,
+    table = run_ablation(ab, run_dir, Path(args.out) if args.out else run_dir, storage=args.storage,
                          progress=SearchProgress(f"ablation {ab.name}", enabled=not args.quiet), source=str(args.file),
                          latency_repeats=args.latency_repeats)
     keys = ["label", "params_M", "paper_params_M", "gmacs_smt_paper", "paper_gflops", "latency_ms", "top1_mean", "top1_std", "paper_top1"]
@@ -324,12 +336,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EVALUATORS, TrainBudget, evaluate
+    from .evaluate import TrainBudget, evaluate
     from .spec.io import load_spec
 
     spec = load_spec(args.spec)
-    if args.evaluator not in EVALUATORS:
-        raise UsageError(f"--evaluator: {args.evaluator!r} is not known (use one of {', '.join(EVALUATORS)})")
     update = {k: v for k, v in (("epochs", args.epochs), ("resolution", args.resolution), ("seed", args.seed),
                                 ("train_subset", args.train_subset)) if v is not None}
     budget = TrainBudget.for_device(args.device, **update)
@@ -461,7 +471,10 @@ def _profile_calibration(args: argparse.Namespace):
 
 def make_parser() -> argparse.ArgumentParser:
     """The archspace argument parser."""
+    from . import __version__
+
     p = _Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
+    p.add_argument("--version", action="version", version=f"archspace {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("validate", help="check a spec file; one line per problem")
@@ -506,7 +519,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="accuracy of a spec: proxy training or a zero-cost proxy on real data")
     s.add_argument("spec", help="spec file or preset name")
-    s.add_argument("--evaluator", default="train", help="train, synflow, snip, grad_norm, naswot, params or flops")
+    s.add_argument("--evaluator", default="train", choices=EVALUATORS)
     s.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10 or folder:PATH")
     s.add_argument("--dataset-root", help="where the dataset lies (default: the Debian location for Fashion-MNIST)")
     s.add_argument("--epochs", type=int)
@@ -545,7 +558,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", action="append", metavar="KEY=VALUE", help="training budget override, repeatable")
     s.add_argument("--run-dir", help="study folder (default runs/ablation_<name>)")
     s.add_argument("--storage")
-    s.add_argument("--out", default="experiments/results", help="where the table CSV/JSON go")
+    s.add_argument("--out", help="where the table CSV/JSON go (default: the study folder)")
     s.add_argument("--latency-repeats", type=int, help="repeats of the final interleaved latency measurement of all rows")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--quiet", action="store_true")
@@ -556,6 +569,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="the storage the run used, when not the run folder's study.db (only read)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of spec, space or ablation files (for editor completion)")
+    s.add_argument("kind", choices=["spec", "space", "ablation"])
+    s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser("best", help="print a run's Pareto front")
     s.add_argument("run_dir")
@@ -568,6 +585,21 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 _EXTRA: list[Callable[[Any], None]] = []
+
+
+def _user_error(exc: BaseException) -> bool:
+    """Bad input: archspace's own refusals (SpecError, UsageError, a ValueError that archspace raised about an
+    argument) and pydantic's validation of user data. A ValueError from inside torch, numpy & co. is a bug."""
+    if isinstance(exc, (SpecError, UsageError)):
+        return True
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(Path(__file__).resolve().parent)
 
 
 def process_settings() -> dict[str, Optional[str]]:
@@ -589,11 +621,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return args.func(args)
-    except (SpecError, UsageError, ValueError) as exc:  # ValueError: bad arguments reported by the library
-        if os.environ.get("ARCHSPACE_DEBUG"):
-            raise
+    except (SpecError, UsageError, ValueError) as exc:
+        if os.environ.get("ARCHSPACE_DEBUG") or not _user_error(exc):
+            raise  # an internal error: exit 1 with the traceback
         print(f"archspace: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except KeyboardInterrupt:
         print("archspace: interrupted", file=sys.stderr)
         return 130

@@ -81,7 +81,7 @@ def test_evaluate_zero_cost_and_training(capsys):
 
 def test_evaluate_errors(capsys, tmp_path):
     assert main(["evaluate", "smt_t", "--evaluator", "foo"]) == 2
-    assert "--evaluator: 'foo' is not known" in capsys.readouterr().err
+    assert "argument --evaluator: invalid choice: 'foo'" in capsys.readouterr().err
     assert main(["evaluate", "smt_t", "--dataset", "cifar10", "--dataset-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err
@@ -138,3 +138,29 @@ def test_profile_onnx_runtime(capsys):
                  "--resolution", "64", "--format", "json", "--quiet", "--no-calibrate"]) == 0
     lat = json.loads(capsys.readouterr().out)["latency"]
     assert lat["protocol"]["runtime"] == "onnxrt-cpu" and lat["median_ms"] > 0
+
+
+def test_version_schema_and_choices(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"archspace {archspace.__version__}"
+    assert main(["schema", "spec"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"SAMSpec", "EffModSpec", "MSASpec", "ConvNeXtSpec"} <= set(schema["$defs"])
+    assert main(["schema", "space"]) == 0 and "objectives" in json.loads(capsys.readouterr().out)["properties"]
+    assert main(["evaluate", "smt_t", "--evaluator", "accuracy"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'accuracy'" in err
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch, capsys):
+    """A bug (a ValueError raised inside numpy, not an archspace refusal) is exit 1 with the traceback, not a user error."""
+    import numpy as np
+
+    import archspace.cli as cli
+
+    monkeypatch.setattr(cli, "cmd_presets", lambda args: np.zeros(2).reshape(3))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        cli.main(["presets"])
+    assert main(["build", "no_such_preset"]) == 2  # archspace's own refusal stays one line
+    assert capsys.readouterr().err.count("\n") == 1
