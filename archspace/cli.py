@@ -282,6 +282,25 @@ def _print_fidelity(run_dir: Path) -> None:
         print(describe(check))
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import example_input, load_network, to_onnx, to_torchscript
+
+    if not (args.onnx or args.torchscript):
+        raise UsageError("export: give --onnx FILE and/or --torchscript FILE")
+    if args.resolution < 8:
+        raise UsageError("--resolution: must be at least 8")
+    model = load_network(args.source, args.weights, args.num_classes)
+    x = example_input(model, args.resolution)
+    out = []
+    if args.onnx:
+        out.append({"file": args.onnx, "format": "onnx", "max_abs_diff": to_onnx(model, args.onnx, x)})
+    if args.torchscript:
+        out.append({"file": args.torchscript, "format": "torchscript", "max_abs_diff": to_torchscript(model, args.torchscript, x)})
+    _emit(args, out, lambda rows: "\n".join(f"{r['file']}: {r['format']}, max |logit - eager| {r['max_abs_diff']:.2e} "
+                                               f"at {args.resolution} px" for r in rows))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """The JSON Schema of a file kind: point an editor's YAML/JSON language server at it for completion."""
     if args.kind == "spec":
@@ -569,6 +588,16 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="the storage the run used, when not the run folder's study.db (only read)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("export", help="write a spec, preset or Pareto YAML as ONNX and/or TorchScript (checked against eager)")
+    s.add_argument("source", help="spec file, preset name or runs/<space>/pareto/*.yaml")
+    s.add_argument("--weights", help="state dict to carry along (from training or 'archspace convert')")
+    s.add_argument("--onnx", metavar="FILE")
+    s.add_argument("--torchscript", metavar="FILE")
+    s.add_argument("--resolution", type=int, default=224, help="input size the files are traced at")
+    s.add_argument("--num-classes", type=int, help="classifier size (default: the spec's)")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("schema", help="print the JSON Schema of spec, space or ablation files (for editor completion)")
     s.add_argument("kind", choices=["spec", "space", "ablation"])
