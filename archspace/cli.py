@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .spec.errors import SpecError
-from .vocab import CONVENTIONS, EVALUATORS
+from .vocab import CONVENTIONS, COUNTED_CONVENTIONS, EVALUATORS
 
 
 class UsageError(Exception):
@@ -517,7 +517,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("profile", help="params, FLOPs in named conventions, latency records; several models side by side")
     s.add_argument("specs", nargs="+", help="spec files or preset names")
-    s.add_argument("--flops", nargs="+", default=list(CONVENTIONS), choices=CONVENTIONS)
+    s.add_argument("--flops", nargs="+", default=list(CONVENTIONS), choices=COUNTED_CONVENTIONS)
     s.add_argument("--device", default="cpu")
     s.add_argument("--runtime", default="eager", choices=["eager", "compile", "onnxrt"])
     s.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])

@@ -13,6 +13,11 @@ CONVENTIONS: tuple[str, ...] = get_args(Convention)
 """MAC conventions: ``smt-paper`` (Conv/Linear with bias, as SMT and ptflops count), ``fvcore`` (fvcore's
 rules, as EfficientMod prints), ``full`` (smt-paper plus attention matmuls and elementwise products)."""
 
+CountedConvention = Literal["smt-paper", "fvcore", "full", "ptflops"]
+COUNTED_CONVENTIONS: tuple[str, ...] = get_args(CountedConvention)
+"""Conventions a counter can measure on a built model: the analytic ones plus ``ptflops`` (ptflops' own
+default count, the number ptflops users know; no analytic formula)."""
+
 Metric = Literal["accuracy", "flops", "params", "latency", "throughput"]
 METRICS: tuple[str, ...] = get_args(Metric)
 

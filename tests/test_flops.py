@@ -176,8 +176,8 @@ def test_conventions_subset_and_order() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="conventions: unknown convention 'ptflops'"):
-        count_flops(ConvLinearNet(), conventions=("ptflops",))
+    with pytest.raises(ValueError, match="conventions: unknown convention 'thop'"):
+        count_flops(ConvLinearNet(), conventions=("thop",))
     with pytest.raises(ValueError, match="input_shape"):
         count_flops(ConvLinearNet(), input_shape=(3, 224, 224))
 

@@ -83,3 +83,11 @@ FULL = {
 @pytest.mark.parametrize("name", sorted(FULL))
 def test_full_macs(name: str) -> None:
     assert count_flops(_build(name, real=False), conventions=["full"]) == {"full": FULL[name]}
+
+
+@pytest.mark.parametrize("name", sorted(json.loads((Path(__file__).parent / "data" / "reference_counts.json").read_text())["presets"]))
+def test_ptflops_convention_equals_ptflops_on_the_official_models(name, reference_counts):
+    """'ptflops' is ptflops itself on archspace's model: the number ptflops gives the official implementation."""
+    torch.manual_seed(0)
+    model = archspace.build(name)
+    assert count_flops(model, (1, 3, 224, 224), ("ptflops",))["ptflops"] == reference_counts["presets"][name]["ptflops_pytorch"]

@@ -15,6 +15,9 @@ reproduces used two different rules. So every count here names its convention:
   (Ma et al., "Efficient Modulation for Vision Networks", 2024).
 - ``full``: see :func:`count_full_macs`: convolutions and linears with bias, every matmul,
   attention, and every elementwise product of two tensors.
+- ``ptflops``: ptflops' own count (its default ``pytorch`` backend: module hooks, activations and
+  norms included, attention matmuls missed), for users who compare with ptflops numbers. Counted
+  only; the analytic complexity has no formula for it.
 
 All counts are exact integers and deterministic: they depend only on the module and the
 input shape.
@@ -23,6 +26,7 @@ input shape.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import warnings
 from collections import Counter
@@ -35,12 +39,13 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from archspace.vocab import CONVENTIONS, Convention
+from archspace.vocab import CONVENTIONS, COUNTED_CONVENTIONS, CountedConvention
 
 _COUNTERS: dict[str, str] = {
     "smt-paper": "archspace module hooks on Conv1d/2d/3d and Linear (ptflops rule, bias included)",
     "fvcore": "fvcore FlopCountAnalysis, default handles + aten::scaled_dot_product_attention",
     "full": "archspace TorchDispatchMode: conv, linear, matmul, attention, tensor*tensor products",
+    "ptflops": "ptflops get_model_complexity_info, pytorch backend (module hooks)",
 }
 
 _aten = torch.ops.aten
@@ -61,15 +66,15 @@ class FlopsRecord(BaseModel):
     fvcore_skipped_ops: dict[str, int] = {}
 
 
-def _check_conventions(conventions: Sequence[str]) -> tuple[Convention, ...]:
+def _check_conventions(conventions: Sequence[str]) -> tuple[CountedConvention, ...]:
     """Validate convention names, keeping their order and dropping repeats."""
     if isinstance(conventions, str):
         conventions = (conventions,)
-    out: list[Convention] = []
+    out: list[CountedConvention] = []
     for name in conventions:
-        if name not in CONVENTIONS:
+        if name not in COUNTED_CONVENTIONS:
             raise ValueError(
-                f"conventions: unknown convention {name!r}; choose from {', '.join(CONVENTIONS)}"
+                f"conventions: unknown convention {name!r}; choose from {', '.join(COUNTED_CONVENTIONS)}"
             )
         if name not in out:
             out.append(name)  # type: ignore[arg-type]
@@ -365,6 +370,20 @@ def _fvcore_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> tu
     return total, skipped
 
 
+def _ptflops_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
+    """ptflops' default (pytorch-backend) MACs for one input of ``input_shape``, batch included."""
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise ValueError("model: the 'ptflops' convention runs a real forward pass; materialise the model first")
+    from ptflops import get_model_complexity_info
+
+    x = _example_input(model, input_shape)
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # ptflops prints a batch-size notice; the input holds the whole batch
+        macs, _ = get_model_complexity_info(model, tuple(input_shape[1:]), as_strings=False, print_per_layer_stat=False,
+                                            verbose=False, backend="pytorch", input_constructor=lambda _: {"x": x})
+    return int(macs)
+
+
 # --------------------------------------------------------------------------- public
 
 
@@ -382,6 +401,8 @@ def _count(
             macs["smt-paper"], macs["full"] = paper, full
         if "fvcore" in names:
             macs["fvcore"], skipped = _fvcore_macs(model, shape)
+        if "ptflops" in names:
+            macs["ptflops"] = _ptflops_macs(model, shape)
     return {name: macs[name] for name in names}, skipped
 
 
@@ -403,10 +424,11 @@ def profile_flops(
     macs, skipped = _count(model, input_shape, conventions)
     shape = _check_input_shape(input_shape)
     versions = {"torch": torch.__version__}
-    if "fvcore" in macs:
-        from importlib.metadata import version
+    from importlib.metadata import version
 
-        versions["fvcore"] = version("fvcore")
+    for counter in ("fvcore", "ptflops"):
+        if counter in macs:
+            versions[counter] = version(counter)
     return FlopsRecord(
         input_shape=shape,
         resolution=(shape[2], shape[3]),

@@ -43,6 +43,8 @@ class HybridNet(nn.Module):
             *(Stage(s, widths[max(i - 1, 0)], rates[i]) for i, s in enumerate(spec.stages))
         )
         self.pool = spec.head.pool
+        # EfficientMod pools with an nn.AdaptiveAvgPool2d module (hook-based counters such as ptflops see it)
+        self.avgpool = nn.AdaptiveAvgPool2d(1) if self.pool == "avgpool" else None
         self.head_drop = nn.Dropout(spec.head.dropout)
         self.head = nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else nn.Identity()
         self.feature_info = [{"num_chs": w, "reduction": r, "module": f"stages.{i}"}
@@ -78,7 +80,7 @@ class HybridNet(nn.Module):
         if self.pool == "mean":
             x = x.mean(dim=(1, 2))
         else:
-            x = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1).flatten(1)
+            x = self.avgpool(x.permute(0, 3, 1, 2)).flatten(1)
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
