@@ -53,3 +53,37 @@ def test_hashes_and_words_stay_strings(tmp_path):
     assert [r["spec_hash"] for r in back] == ["012345678901", "123e45678901"]
     assert back[0]["accuracy"] == 67.1 and back[0]["param_x"] == "1,6" and back[1]["param_x"] == 4
     assert parse("param_y", "123e45678901") == "123e45678901" and parse("param_y", "inf") == float("inf")
+
+
+def test_report_plots_say_their_protocol_and_hypervolume_is_relative_to_the_base(tmp_path):
+    import yaml
+
+    from archspace.report.diagnostics import axis_labels
+    from archspace.report.run import make_report
+    from archspace.search.results import columns, table
+    from archspace.search.store import hypervolume_curve
+
+    space_data = {**SPACE, "name": "synthetic", "objectives": [{"metric": "accuracy", "direction": "maximize"},
+                                                             {"metric": "latency", "direction": "minimize"}],
+                  "evaluator": {"kind": "train", "budget": {"epochs": 1, "train_subset": 2400, "resolution": 32}},
+                  "measure": {"latency": True, "resolution": 224, "threads": 1}}
+    space = Space.model_validate(space_data)
+    rows = [{"number": i, "state": "COMPLETE", "verdict": "complete", "spec_hash": f"{i:012x}", "accuracy": acc,
+             "latency_ms": lat, "gmacs": lat / 100, "mparams": lat / 20, "reference": "base" if i == 0 else None,
+             "params": {"heads": 4, "s3_msa": 1, "ratio": 4.0}}
+            for i, (acc, lat) in enumerate([(70.0, 100.0), (72.0, 90.0), (69.0, 60.0), (60.0, 150.0)])]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "space.yaml").write_text(yaml.safe_dump(space_data))
+    (run / "trials.csv").write_text(to_csv(table(space, rows), columns(space)))
+    files = {p.name for p in make_report(run, space)}
+    assert {"pareto_latency.png", "pareto_flops.svg", "hypervolume.png"} <= files
+    labels = axis_labels(space)
+    assert labels["accuracy"] == "proxy top-1 (%): fashion-mnist, 1 ep x 2,400 img, 32 px, stem s2, w0.5"
+    assert labels["latency_ms"] == "latency (ms): cpu, batch 1, 224 px, 1 thread(s)"
+    pytest.importorskip("plotly")
+    assert "pareto.html" in files and "trial 1" in (run / "pareto.html").read_text()
+    # ratios to the base (70 %, 100 ms), reference point 1.1 x base: the base alone covers 0.1 x 0.1
+    curve = hypervolume_curve(rows, ["accuracy", "latency_ms"], ["maximize", "minimize"], reference=rows[0])
+    assert curve[0] == (0, pytest.approx(0.01))
+    assert curve[-1][1] == curve[-2][1] > curve[0][1]  # trial 3 is worse than the base: no gain

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from statistics import pstdev
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 WARNING = "budget too small to separate capacity: accuracy falls with params"
 
@@ -83,17 +83,33 @@ def dumps(check: dict[str, Any]) -> str:
     return json.dumps(check, indent=2) + "\n"
 
 
-def protocol_label(evaluator: Optional[dict]) -> str:
-    """'fashion-mnist, 1 ep x 2400 img, 32 px, stem s2, w0.5' from a space's evaluator settings."""
-    if not evaluator:
-        return ""
-    if evaluator.get("kind") != "train":
-        return f"{evaluator.get('kind')} score"
-    b = evaluator.get("budget") or {}
-    parts = [str(evaluator.get("dataset", "fashion-mnist")), f"{b.get('epochs', '?')} ep x {b.get('train_subset', '?')} img",
-             f"{b.get('resolution', '?')} px"]
-    if b.get("stem_stride"):
-        parts.append(f"stem s{b['stem_stride']}")
-    if b.get("width_mult"):
-        parts.append(f"w{b['width_mult']}")
+def protocol_label(space) -> str:
+    """'fashion-mnist, 1 ep x 2,400 img, 32 px, stem s2, w0.5' (or 'synflow score'): a space's accuracy protocol, resolved."""
+    from ..search.results import protocol
+
+    p = protocol(space)
+    if p["evaluator"] != "train":
+        return f"{p['evaluator']} score" + (f" on {p['dataset']}" if p["dataset"] else "")
+    images = "all" if p["train_images"] is None else f"{p['train_images']:,}"
+    parts = [str(p["dataset"]), f"{p['train_epochs']} ep x {images} img", f"{p['train_resolution']} px"]
+    if p["train_stem_stride"]:
+        parts.append(f"stem s{p['train_stem_stride']}")
+    if p["train_width_mult"]:
+        parts.append(f"w{p['train_width_mult']}")
     return ", ".join(parts)
+
+
+def axis_labels(space) -> dict[str, str]:
+    """Axis labels that say their protocol: accuracy (dataset, epochs, images, resolution), latency (device, batch,
+    resolution, threads), MACs (convention, resolution)."""
+    from ..search.results import protocol
+    from ..vocab import LABELS
+
+    p = protocol(space)
+    out = dict(LABELS)
+    out["accuracy"] = f"{LABELS['accuracy']}: {protocol_label(space)}"
+    if p["latency_device"]:
+        out["latency_ms"] = (f"{LABELS['latency_ms']}: {p['latency_device']}, batch {p['latency_batch']}, "
+                             f"{p['latency_resolution']} px, {p['latency_threads']} thread(s)")
+    out["gmacs"] = f"{LABELS['gmacs']} ({p['gmacs_convention']}) at {space.measure.resolution} px"
+    return out

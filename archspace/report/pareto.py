@@ -40,8 +40,9 @@ def run_plot_data(run_dir: Path, objectives: Sequence[tuple[str, str]], referenc
             fronts.append(front_data(rows, x, references=references))
     keys = [k for k, _ in objectives]
     dirs = [d for _, d in objectives]
-    return fronts, hypervolume_curve([r for r in rows if r.get("verdict") == "complete" and r.get("cached_from") is None],
-                                     keys, dirs)
+    done = [r for r in rows if r.get("verdict") == "complete" and r.get("cached_from") is None]
+    base = next((r for r in done if r.get("reference") == "base"), None)
+    return fronts, hypervolume_curve(done, keys, dirs, reference=base)
 
 
 def with_presets(data: FrontData, presets: Sequence[dict], x_key: str = "latency_ms") -> FrontData:

@@ -27,8 +27,11 @@ def _save(fig, path_stem: Path) -> list[Path]:
     return out
 
 
-def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "", ax=None) -> list[Path]:
-    """Scatter of all trials, the Pareto front highlighted, references starred; writes .png and .svg when given a path."""
+def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "", ax=None,
+               x_label: Optional[str] = None, y_label: Optional[str] = None) -> list[Path]:
+    """Scatter of all trials, the Pareto front highlighted (a line only where it has two points or more), every
+    front point labelled with its trial number, references starred; writes .png and .svg when given a path.
+    ``x_label``/``y_label`` replace the plain axis names (e.g. with the protocol)."""
     plt = _plt()
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
@@ -39,15 +42,17 @@ def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "
         ax.scatter(xs, ys, s=22, color="#9aa5b1", label="trials", zorder=2)
     if data.front:
         fx, fy, fn = zip(*data.front)
-        ax.plot(fx, fy, "-o", color="#d62728", ms=6, lw=1.8, label="Pareto front", zorder=3, drawstyle="steps-post")
+        style = "-o" if len(data.front) > 1 else "o"
+        ax.plot(fx, fy, style, color="#d62728", ms=6, lw=1.8, zorder=3, drawstyle="steps-post",
+                label="Pareto front" if len(data.front) > 1 else "Pareto front (one point)")
         for x, y, n in data.front:
             ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7, color="#d62728")
     for i, (x, y, label) in enumerate(data.references):
         ax.scatter([x], [y], marker="*", s=160, color="#1f77b4", edgecolor="black", zorder=4,
                    label="reference (same protocol)" if i == 0 else None)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(7, 3), fontsize=7, color="#1f4e79")
-    ax.set_xlabel(LABELS.get(data.x_key, data.x_key))
-    ax.set_ylabel(LABELS.get(data.y_key, data.y_key))
+    ax.set_xlabel(x_label or LABELS.get(data.x_key, data.x_key), fontsize=8 if x_label else None)
+    ax.set_ylabel(y_label or LABELS.get(data.y_key, data.y_key), fontsize=8 if y_label else None)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"{LABELS.get(data.y_key)} vs {LABELS.get(data.x_key)}", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
@@ -58,8 +63,9 @@ def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "
     return _save(fig, path_stem) if path_stem is not None else []
 
 
-def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title: str = "") -> list[Path]:
-    """Hypervolume of the front (objectives normalised over the run) against trial number."""
+def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title: str = "",
+                     y_label: str = "hypervolume (normalised over the run)") -> list[Path]:
+    """Hypervolume of the front against trial number."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
     if curve:
@@ -67,7 +73,7 @@ def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title:
         ax.step(xs, ys, where="post", color="#2ca02c")
         ax.scatter(xs, ys, s=10, color="#2ca02c")
     ax.set_xlabel("trial")
-    ax.set_ylabel("hypervolume (normalised)")
+    ax.set_ylabel(y_label, fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title(title or "hypervolume over trials", fontsize=10)
     fig.tight_layout()

@@ -38,15 +38,19 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     fronts, curve = run_plot_data(run_dir, objectives, references(run_dir))
     out = []
     names = {"latency_ms": "pareto_latency", "gmacs": "pareto_flops"}
-    from .diagnostics import protocol_label
+    from .diagnostics import axis_labels
 
-    m = space.measure
-    protocol = f"accuracy: {protocol_label(space.evaluator.model_dump(mode='json'))}"
-    if m.latency:
-        protocol += f"; latency: {m.device}, batch {m.batch}, {m.resolution} px, {m.threads} thread(s)"
+    labels = axis_labels(space)
     for data in fronts:
-        out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures\n{protocol}")
-    out += plot_hypervolume(curve, run_dir / "hypervolume", title=f"{space.name}: hypervolume over trials")
+        out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures, "
+                          f"front of {len(data.front)} over these two axes", x_label=labels[data.x_key],
+                          y_label=labels[data.y_key])
+    has_base = any(v.endswith("(base)") for v in references(run_dir).values())
+    out += plot_hypervolume(curve, run_dir / "hypervolume", title=f"{space.name}: hypervolume over trials "
+                            f"({', '.join(o.key for o in space.objectives)})",
+                            y_label="hypervolume, objectives as ratios to the base (ref. 1.1 x base)" if has_base
+                            else "hypervolume (normalised over the run)")
+    out += write_html(run_dir, space, labels)
     if any(o.metric == "accuracy" for o in space.objectives):
         from ..files import atomic_write_text
         from .diagnostics import capacity_check, dumps, plot_capacity, protocol_label
@@ -54,8 +58,44 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
         rows = read_csv(run_dir / "trials.csv")
         check = capacity_check(rows)
         atomic_write_text(run_dir / "fidelity.json", dumps(check))
-        out += plot_capacity(rows, check, run_dir / "capacity", protocol_label(space.evaluator.model_dump(mode="json")))
+        out += plot_capacity(rows, check, run_dir / "capacity", protocol_label(space))
     return out
+
+
+def write_html(run_dir: Path, space: Space, labels: dict[str, str]) -> list[Path]:
+    """pareto.html: the accuracy-cost planes as interactive plotly charts (hover: trial, architecture, values), when
+    plotly is installed (``pip install 'archspace[html]'``); nothing otherwise."""
+    try:
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+    except ImportError:
+        return []
+    from ..files import atomic_write_text
+    from .pareto import front_data
+
+    rows = [r for r in read_csv(run_dir / "trials.csv") if r.get("verdict") == "complete"]
+    xs = [x for x in ("latency_ms", "gmacs") if any(r.get(x) is not None for r in rows) and any(r.get("accuracy") is not None for r in rows)]
+    if not xs:
+        return []
+    fig = make_subplots(rows=1, cols=len(xs))
+    by_number = {int(r["number"]): r for r in rows}
+    for col, x in enumerate(xs, start=1):
+        data = front_data(rows, x)
+        for pts, name, color in ((data.points, "trials", "#9aa5b1"), (data.front, "Pareto front", "#d62728")):
+            if not pts:
+                continue
+            text = [f"trial {n}<br>{by_number[n].get('arch') or ''}<br>{by_number[n].get('mparams', 0):.2f} M params"
+                    for _, _, n in pts]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers" if name == "trials" or
+                                     len(pts) == 1 else "lines+markers", name=name, text=text, hoverinfo="text+x+y",
+                                     marker={"color": color, "size": 8 if name == "trials" else 10},
+                                     line={"shape": "hv"}, showlegend=col == 1), row=1, col=col)
+        fig.update_xaxes(title_text=labels[x], row=1, col=col)
+        fig.update_yaxes(title_text=labels["accuracy"], row=1, col=col)
+    fig.update_layout(title=f"{space.name}: {len(rows)} complete trials", template="plotly_white", height=520)
+    path = run_dir / "pareto.html"
+    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    return [path]
 
 
 def fidelity(run_dir: Path) -> Optional[dict]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from ..files import atomic_write_text
 from .results import columns, read_table, table, to_csv
@@ -52,11 +52,28 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
     return volume
 
 
-def hypervolume_curve(rows: Sequence[dict], keys: Sequence[str], directions: Sequence[str]) -> list[tuple[int, float]]:
-    """Hypervolume of the front after each finished trial, objectives normalised to [0, 1] over the run."""
+def hypervolume_curve(rows: Sequence[dict], keys: Sequence[str], directions: Sequence[str],
+                      reference: Optional[dict] = None) -> list[tuple[int, float]]:
+    """Hypervolume of the front after each finished trial.
+
+    With a ``reference`` row (the base network), each objective is taken as its ratio to the reference's
+    value (oriented so smaller is better) and the reference point is 1.1 x the reference in every
+    objective: runs of one base compare on one scale. Without it, objectives are normalised to [0, 1]
+    over the run itself (comparable within the run only).
+    """
     done = [r for r in rows if all(r.get(k) is not None for k in keys)]
     if not done:
         return []
+    if reference is not None and all(reference.get(k) not in (None, 0) for k in keys):
+        def ratio(r: dict) -> list[float]:
+            return [float(r[k]) / float(reference[k]) if d == "minimize" else float(reference[k]) / max(float(r[k]), 1e-12)
+                    for k, d in zip(keys, directions)]
+
+        curve, seen = [], []
+        for r in sorted(done, key=lambda r: int(r["number"])):
+            seen.append(ratio(r))
+            curve.append((int(r["number"]), hypervolume(seen, [1.1] * len(keys))))
+        return curve
     lo = [min(float(r[k]) for r in done) for k in keys]
     hi = [max(float(r[k]) for r in done) for k in keys]
 
