@@ -403,7 +403,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .measure import compare, measure_latencies, profile_flops
+    from .measure import LatencySettings, apply_process_settings, measure_latencies, profile_flops
     from .nn.build import build
     from .spec.io import load_spec
 
@@ -416,6 +416,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         spec = load_spec(item)
         specs[spec.name or Path(item).stem] = spec
     runtime = args.runtime if args.runtime != "onnxrt" else f"onnxrt-{'cuda' if args.device.startswith('cuda') else 'cpu'}"
+    settings = LatencySettings(device=args.device, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
+                               runtime=runtime, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
+                               channels_last=args.channels_last)
+    apply_process_settings()
     console = Console(stderr=True, quiet=args.quiet)
     out: dict[str, dict] = {}
     with console.status("building and counting") as status:
@@ -432,11 +436,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
             calibration = None
             if args.calibrate and args.device == "cpu":
                 status.update(f"calibrating: timing the reference workload on {args.threads} thread(s)")
-                calibration = _profile_calibration(args)
+                calibration = _profile_calibration(args, settings)
             status.update(f"timing {len(models)} model(s), repeats interleaved: {args.repeats} x batch {args.batch} on {args.device}")
-            records = measure_latencies(models, device=args.device, batch=args.batch, resolution=args.resolution,
-                                        dtype=args.dtype, runtime=runtime, threads=args.threads, warmup=args.warmup,
-                                        repeats=args.repeats, channels_last=args.channels_last, calibration=calibration)
+            records = measure_latencies(models, settings, calibration=calibration)
             for name, rec in records.items():
                 out[name]["latency"] = rec.model_dump(mode="json")
     if args.format == "json":
@@ -467,10 +469,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_calibration(args: argparse.Namespace):
+def _profile_calibration(args: argparse.Namespace, settings):
     """The calibration for ``profile``: read from ``--calibration FILE`` when it exists (and fits), else measured (and saved there)."""
     from .files import atomic_write_text
-    from .measure import Calibration, calibrate
+    from .measure import Calibration, load_or_calibrate
 
     path = Path(args.calibration) if args.calibration else None
     if path is not None and path.exists():
@@ -481,8 +483,8 @@ def _profile_calibration(args: argparse.Namespace):
         if not cal.fits(args.threads):
             raise UsageError(f"--calibration: {path} was measured with {cal.threads} thread(s), this profile uses "
                              f"--threads {args.threads}; use another file")
-        return cal
-    cal = calibrate(threads=args.threads)
+        return load_or_calibrate(settings, cal)
+    cal = load_or_calibrate(settings)
     if path is not None:
         atomic_write_text(path, cal.model_dump_json(indent=1) + "\n")
     return cal

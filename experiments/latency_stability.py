@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 import archspace
-from archspace.measure import calibrate, compare, device_name, measure_latency
+from archspace.measure import apply_process_settings, calibrate, compare, device_name, measure_latency
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,6 +61,7 @@ def in_process(args: argparse.Namespace) -> dict:
     """One calibration, then back-to-back ``measure_latency`` profiles in this process."""
     torch.manual_seed(0)
     model = archspace.build(archspace.load_spec(args.preset), num_classes=1000)
+    apply_process_settings()
     cal = calibrate(threads=1)
     records = []
     for i in range(args.profiles):

@@ -13,7 +13,7 @@ from pathlib import Path
 import archspace
 from archspace.evaluate.train import TrainBudget, train_proxy
 from archspace.measure.complexity import complexity
-from archspace.measure.latency import measure_latencies
+from archspace.measure.latency import apply_process_settings, measure_latencies
 from archspace.search.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +29,13 @@ def main() -> None:
     space = load_space(args.space)
     m, ev = space.measure, space.evaluator
     models = {name: archspace.build(name).eval() for name in args.presets}
-    lat = measure_latencies(models, device=m.device, batch=m.batch, resolution=m.resolution, threads=m.threads,
-                            warmup=m.warmup, repeats=m.repeats)
+    apply_process_settings()
+    lat = measure_latencies(models, m.latency_settings())
     rows = []
     for name in args.presets:
         spec = archspace.load_spec(name)
         c = complexity(spec, m.resolution)
-        budget = TrainBudget.cpu_default(**ev.budget)
+        budget = TrainBudget.for_device("cpu", **ev.budget)
         res = train_proxy(lambda: archspace.build(spec, num_classes=10), budget, ev.dataset)
         rec = lat[name]
         row = {"preset": name, "params": c["params"], "gmacs_smt_paper": round(c["smt-paper"] / 1e9, 4),

@@ -243,7 +243,7 @@ def test_calibrate_is_a_record_and_leaves_global_state_alone() -> None:
 
 
 def test_calibrated_rounds_sandwich_every_model_between_reference_runs(monkeypatch) -> None:
-    import archspace.measure.latency as latency
+    import archspace.measure.latency.calibration as latency
 
     log: list[str] = []
     real = latency._reference_workload
@@ -309,5 +309,15 @@ def test_retaining_freed_memory_removes_page_faults_from_timed_passes() -> None:
     default, retained = faults("default"), faults("retain")
     assert default > 1000  # every pass maps its large activations back in
     assert retained < 50
+
+
+def test_process_settings_are_explicit_and_recorded() -> None:
+    """Measuring changes nothing process-wide by itself; apply_process_settings does, and records say so."""
+    code = ("from archspace.measure import measure_latency, apply_process_settings; import torch; "
+            "m = torch.nn.Conv2d(3, 4, 3); kw = dict(resolution=16, warmup=1, repeats=3); "
+            "print(measure_latency(m, **kw).protocol.retain_freed_memory, apply_process_settings()['retain_freed_memory'], "
+            "measure_latency(m, **kw).protocol.retain_freed_memory)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "True"]
     record = measure_latency(Tiny(), **FAST)
-    assert record.protocol.retain_freed_memory is True
+    assert record.protocol.omp_wait_policy == "PASSIVE"  # set by tests/conftest.py as archspace's commands do

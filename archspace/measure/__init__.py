@@ -19,6 +19,9 @@ _LAZY = {
     "measure_throughput": "latency",
     "onnx_session": "latency",
     "retain_freed_memory": "latency",
+    "LatencySettings": "latency",
+    "load_or_calibrate": "latency",
+    "apply_process_settings": "latency",
 }
 
 
@@ -50,4 +53,7 @@ __all__ = [
     "onnx_session",
     "retain_freed_memory",
     "profile_flops",
+    "LatencySettings",
+    "load_or_calibrate",
+    "apply_process_settings",
 ]

@@ -165,14 +165,14 @@ def measure_rows(ab: Ablation, repeats: Optional[int] = None) -> dict[str, Any]:
     On the CPU (with ``measure.calibrate``) the rows are also calibrated against one reference
     measured here, so the absolute numbers stay comparable with a rerun of the table.
     """
-    from ..measure.latency import calibrate, measure_latencies
+    from ..measure.latency import apply_process_settings, load_or_calibrate, measure_latencies
     from ..nn.build import build
 
+    apply_process_settings()
     m = ab.measure
     models = {row.label: build(row.network()).eval() for row in ab.rows}
-    calibration = calibrate(threads=m.threads) if m.calibrate and m.device == "cpu" else None
-    return measure_latencies(models, device=m.device, batch=m.batch, resolution=m.resolution, threads=m.threads,
-                             warmup=m.warmup, repeats=repeats or m.repeats, calibration=calibration)
+    calibration = load_or_calibrate(m) if m.calibrate else None
+    return measure_latencies(models, m.latency_settings().updated(repeats=repeats or m.repeats), calibration=calibration)
 
 
 def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, Any]] = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
 from ..spec.net import NetSpec
 from ..spec.stacking import alternate, sequential
+from ..measure.latency.settings import LatencySettings
 from ..vocab import COLUMNS, Convention, Direction, EvaluatorKind, Metric
 
 Scalar = Union[bool, int, float, str]
@@ -124,17 +125,18 @@ class Evaluator(Spec):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
 
-class Measure(Spec):
-    """Protocol of the cost measurements: FLOP resolution and the latency protocol."""
+class Measure(LatencySettings):
+    """Protocol of the cost measurements: the FLOP resolution and the latency settings (shared with ``profile``),
+    whether latency is measured, and whether CPU latency is calibrated (one calibration per study)."""
 
-    resolution: PosInt = 224
+    model_config = Spec.model_config
     latency: bool = True
-    device: str = "cpu"
+    warmup: Annotated[int, Field(ge=0, le=MAX_INT)] = 3
+    repeats: PosInt = 15
+    resolution: PosInt = 224
     batch: PosInt = 1
     threads: PosInt = 1
-    warmup: Annotated[int, Field(ge=0)] = 3
-    repeats: PosInt = 15
-    calibrate: bool = True  # CPU: latencies rescaled by an interleaved reference workload, one calibration per study
+    calibrate: bool = True  # CPU: latencies rescaled by an interleaved reference workload
 
 
 class Sampler(Spec):

@@ -174,11 +174,11 @@ def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> 
     spec = out.spec
     m = space.measure
     if m.latency:
-        from ..measure.latency import measure_latency
+        from ..measure.latency import apply_process_settings, measure_latency
 
+        apply_process_settings()  # idempotent: the search's process measures under the recorded settings
         model = build(spec).eval()
-        rec = measure_latency(model, name=out.spec_hash or "trial", device=m.device, batch=m.batch,
-                              resolution=m.resolution, threads=m.threads, warmup=m.warmup, repeats=m.repeats,
+        rec = measure_latency(model, m.latency_settings(), name=out.spec_hash or "trial",
                               calibration=calibration if m.device == "cpu" else None)
         del model
         out.latency = rec.model_dump(mode="json")
@@ -211,15 +211,12 @@ def latency_calibration(space: Space, stored: Optional[dict] = None) -> Optional
     None when the space measures no latency, measures it on a GPU, or turns calibration off.
     """
     m = space.measure
-    if not (m.latency and m.calibrate and m.device == "cpu"):
+    if not (m.latency and m.calibrate):
         return None
-    from ..measure.latency import Calibration, calibrate
+    from ..measure.latency import apply_process_settings, load_or_calibrate
 
-    if stored:
-        cal = Calibration.model_validate(stored)
-        if cal.fits(m.threads):
-            return cal
-    return calibrate(threads=m.threads)
+    apply_process_settings()
+    return load_or_calibrate(m, stored or None)
 
 
 def evaluator_key(space: Space) -> str:

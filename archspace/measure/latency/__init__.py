@@ -1,0 +1,35 @@
+"""Latency and throughput measurements as records that carry their protocol.
+
+Modules: ``settings`` (what to measure under), ``records`` (results and their protocol), ``runtimes``
+(eager, compiled, ONNX Runtime), ``timing`` (the measuring loops), ``calibration`` (the reference
+workload and the one load-or-measure policy), ``process`` (explicit process-wide settings) and
+``compare`` (side-by-side tables).
+
+A number is only meaningful with the conditions it was taken under (device, runtime, dtype,
+batch, resolution, memory format, threads, warm-up, repeats, statistic), so every result is a
+:class:`LatencyRecord` holding a :class:`LatencyProtocol`, and :func:`compare` states which
+protocol fields differ instead of comparing unlike numbers silently. Nothing here changes
+global torch state behind the caller's back: the thread count is restored, and the caller's
+model is neither moved, cast nor left in another train/eval mode.
+
+On a shared CPU the machine's own speed drifts over seconds to minutes (measured figures:
+README, "Measuring cost"), which no number of repeats averages away. A :class:`Calibration` fixes that: a
+small fixed reference workload is timed once (``calibrate``), then run right before and after
+every timed forward pass; each sample is rescaled by how much slower or faster the reference ran
+than at calibration time. Latencies measured against one calibration are comparable across
+profiles and processes on the same machine; the raw wall-clock median is kept beside them.
+"""
+from .calibration import REFERENCE_WORKLOAD, calibrate, load_or_calibrate
+from .compare import Comparison, compare
+from .process import apply_process_settings, retain_freed_memory
+from .records import Calibration, LatencyProtocol, LatencyRecord
+from .runtimes import device_name, onnx_session
+from .settings import CLOCKS, DTYPE_NAMES, RUNTIMES, LatencySettings
+from .timing import calibrated_samples, measure_latencies, measure_latency, measure_throughput
+
+__all__ = [
+    "CLOCKS", "Calibration", "Comparison", "DTYPE_NAMES", "LatencyProtocol", "LatencyRecord", "LatencySettings",
+    "REFERENCE_WORKLOAD", "RUNTIMES", "apply_process_settings", "calibrate", "calibrated_samples", "compare",
+    "device_name", "load_or_calibrate", "measure_latencies", "measure_latency", "measure_throughput", "onnx_session",
+    "retain_freed_memory",
+]
