@@ -68,7 +68,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file)
     d = summary(spec)
-    print(f"ok: {args.file}: {d['params']:,} params, stages " + " | ".join(s["pattern"] for s in d["stages"]))
+    _emit(args, {"file": args.file, "ok": True, **d},
+          lambda d: f"ok: {args.file}: {d['params']:,} params, stages " + " | ".join(s["pattern"] for s in d["stages"]))
     return 0
 
 
@@ -144,7 +145,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             torch.save(state, tmp)
 
     atomic_write(out, write)
-    print(f"wrote {out}: {len(state)} tensors, {sum(v.numel() for v in state.values() if v.is_floating_point()):,} values")
+    values = sum(v.numel() for v in state.values() if v.is_floating_point())
+    _emit(args, {"file": str(out), "tensors": len(state), "values": values},
+          lambda d: f"wrote {out}: {d['tensors']} tensors, {d['values']:,} values")
     return 0
 
 
@@ -500,6 +503,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate", help="check a spec file; one line per problem")
     s.add_argument("file")
+    s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("build", help="build a spec or preset and summarise it")
@@ -515,6 +519,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--spec", required=True, help="spec file or preset name of the checkpoint's network")
     s.add_argument("--out", required=True)
+    s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("profile", help="params, FLOPs in named conventions, latency records; several models side by side")

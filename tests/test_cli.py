@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -148,6 +149,9 @@ def test_version_schema_and_choices(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert {"SAMSpec", "EffModSpec", "MSASpec", "ConvNeXtSpec"} <= set(schema["$defs"])
     assert main(["schema", "space"]) == 0 and "objectives" in json.loads(capsys.readouterr().out)["properties"]
+    preset = str(Path(archspace.__file__).parent / "presets" / "smt_t.yaml")
+    assert main(["validate", preset, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 11_506_536
     assert main(["evaluate", "smt_t", "--evaluator", "accuracy"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invalid choice: 'accuracy'" in err
