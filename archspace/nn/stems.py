@@ -4,9 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..spec.net import Downsample as DownsampleSpec
-from ..spec.net import EffModStem as EffModStemSpec
-from ..spec.net import SMTStem as SMTStemSpec
+from ..spec.net import DownsampleSpec, EffModStemSpec, SMTStemSpec
 from .layers import nchw, nhwc
 
 

@@ -11,7 +11,7 @@ from .blocks import BLOCK_SPECS, BlockSpec
 from .stacking import expand, pattern_string
 
 
-class SMTStem(Spec):
+class SMTStemSpec(Spec):
     """SMT stem: conv kxk s(stride/2) (no bias) + BN + ReLU + conv 2x2 s2 + LN; stride 4 (2: proxy for small inputs)."""
 
     kind: Literal["smt"] = "smt"
@@ -20,7 +20,7 @@ class SMTStem(Spec):
     norm_eps: Eps = 1e-5
 
 
-class EffModStem(Spec):
+class EffModStemSpec(Spec):
     """EfficientMod stem: conv kxk with stride and padding (7/4/3) + LN."""
 
     kind: Literal["effmod"] = "effmod"
@@ -30,10 +30,10 @@ class EffModStem(Spec):
     norm_eps: Eps = 1e-5
 
 
-StemSpec = Annotated[Union[SMTStem, EffModStem], Field(discriminator="kind")]
+StemSpec = Annotated[Union[SMTStemSpec, EffModStemSpec], Field(discriminator="kind")]
 
 
-class Downsample(Spec):
+class DownsampleSpec(Spec):
     """Downsampling between stages: conv kxk stride s (padding k//2 unless given) + LN."""
 
     kernel_size: PosInt = 3
@@ -67,7 +67,7 @@ class StageSpec(Spec):
     """One stage: width, its downsampling layer, its expanded block sequence, and an optional closing LN."""
 
     width: PosInt
-    downsample: Optional[Downsample] = None
+    downsample: Optional[DownsampleSpec] = None
     blocks: Annotated[tuple[BlockSpec, ...], BeforeValidator(_to_tuple), Field(min_length=1)]
     norm_eps: Optional[Eps] = None
 
@@ -144,7 +144,7 @@ class StageSpec(Spec):
         return out
 
 
-class Head(Spec):
+class HeadSpec(Spec):
     """Classifier head: global average pool (token mean as in SMT, or adaptive pool as in EfficientMod) + linear."""
 
     pool: Literal["mean", "avgpool"] = "mean"
@@ -157,9 +157,9 @@ class NetSpec(Spec):
     name: Optional[str] = None
     in_chans: PosInt = 3
     num_classes: PosInt = 1000
-    stem: StemSpec = Field(default_factory=SMTStem)
+    stem: StemSpec = Field(default_factory=SMTStemSpec)
     stages: Annotated[tuple[StageSpec, ...], BeforeValidator(_to_tuple), Field(min_length=1)]
-    head: Head = Field(default_factory=Head)
+    head: HeadSpec = Field(default_factory=HeadSpec)
     drop_path_rate: NonNegFloat = 0.0
     drop_path_schedule: Literal["linear", "uniform"] = "linear"
 
