@@ -418,6 +418,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for item in args.specs:
         spec = load_spec(item)
         specs[spec.name or Path(item).stem] = spec
+    if args.by_module:
+        return _profile_by_module(args, specs)
     runtime = args.runtime if args.runtime != "onnxrt" else f"onnxrt-{'cuda' if args.device.startswith('cuda') else 'cpu'}"
     settings = LatencySettings(device=args.device, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
                                runtime=runtime, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
@@ -469,6 +471,28 @@ def cmd_profile(args: argparse.Namespace) -> int:
             speed = next(iter(out.values()))["latency"]["machine_speed"]
             print(f"calibrated: {cal['reference']} took {cal['reference_ms']:.3f} ms when calibrated; the machine ran at "
                   f"{speed:.2f}x that speed during timing (raw median: uncalibrated wall clock)")
+    return 0
+
+
+def _profile_by_module(args: argparse.Namespace, specs: dict) -> int:
+    """Params and MACs per module, from the analytic complexity (exact, equal to the counters)."""
+    from .measure.complexity import complexity_by_module
+
+    conventions = [c for c in args.flops if c in CONVENTIONS]
+    if not conventions:
+        raise UsageError("--by-module: give at least one of --flops " + " ".join(CONVENTIONS) + " (ptflops is counted only)")
+    out = {name: complexity_by_module(spec, args.resolution) for name, spec in specs.items()}
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+        return 0
+    for name, rows in out.items():
+        total = {k: sum(r[k] for r in rows) for k in ("params", *conventions)}
+        table = [[r["module"], r["kind"], r["map"], f"{r['params']:,}",
+                  *(f"{r[c] / 1e6:.2f}" for c in conventions), f"{100 * r[conventions[0]] / max(total[conventions[0]], 1):.1f}"]
+                 for r in rows]
+        table.append(["total", "", "", f"{total['params']:,}", *(f"{total[c] / 1e6:.2f}" for c in conventions), "100.0"])
+        print(f"{name} at {args.resolution} px, batch 1")
+        print(_rows(["module", "kind", "map", "params", *(f"MMACs {c}" for c in conventions), f"% {conventions[0]}"], table))
     return 0
 
 
@@ -535,6 +559,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=30)
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--no-latency", action="store_true", help="count only")
+    s.add_argument("--by-module", action="store_true",
+                   help="a table of params and MACs per module (stem, downsamples, every block, head) instead")
     s.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                    help="CPU: rescale latencies by an interleaved reference workload (default on)")
     s.add_argument("--calibration", metavar="FILE",

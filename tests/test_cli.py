@@ -168,3 +168,18 @@ def test_internal_errors_keep_their_traceback(monkeypatch, capsys):
         cli.main(["presets"])
     assert main(["build", "no_such_preset"]) == 2  # archspace's own refusal stays one line
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_profile_by_module_adds_up_to_the_counted_total(capsys):
+    assert main(["profile", "efficientmod_xxs", "--by-module", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["efficientmod_xxs"]
+    assert rows[0]["module"] == "stem" and rows[-1]["module"] == "head"
+    model = archspace.build("efficientmod_xxs")
+    assert [r["kind"] for r in rows if r["module"].startswith("stages.3.blocks")] == ["effmod", "effmod", "msa", "msa"]
+    from archspace.measure import count_flops
+
+    counted = count_flops(model, (1, 3, 224, 224), ("smt-paper",))["smt-paper"]
+    assert sum(r["smt-paper"] for r in rows) == counted
+    assert sum(r["params"] for r in rows) == sum(p.numel() for p in model.parameters())
+    block = next(r for r in rows if r["module"] == "stages.2.blocks.0")
+    assert block["params"] == sum(p.numel() for p in model.stages[2].blocks[0].parameters())

@@ -22,34 +22,48 @@ from .costs import Cost, batchnorm, conv, layernorm, linear
 BLOCK_COSTS = {name: kind.cost for name, kind in REGISTRY.items()}
 
 
-def complexity(spec, resolution: int | tuple[int, int] = 224, num_classes: int | None = None) -> dict[str, int]:
-    """Params and MACs ('smt-paper', 'fvcore', 'full') of a spec at a resolution, batch 1, without building it."""
+def complexity_by_module(spec, resolution: int | tuple[int, int] = 224, num_classes: int | None = None) -> list[dict]:
+    """Params and MACs of every module of a spec (stem, each stage's downsample, each block, stage norm, head),
+    named as in the built model's ``state_dict`` (``stages.2.blocks.3``), with the block kind and the map size."""
     spec = load_spec(spec) if not isinstance(spec, NetSpec) else spec
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     classes = spec.num_classes if num_classes is None else num_classes
+    rows: list[dict] = []
+
+    def add(module: str, kind: str, cost: Cost, hw: tuple[int, int]) -> None:
+        rows.append({"module": module, "kind": kind, "map": f"{hw[0]}x{hw[1]}", **cost.as_dict()})
+
     c0 = spec.stages[0].width
     st = spec.stem
     if st.kind == "smt":
         c1, h1, w1 = conv(h, w, spec.in_chans, c0, st.kernel_size, st.stride // 2, st.kernel_size // 2, bias=False)
         c2, h, w = conv(h1, w1, c0, c0, 2, 2)
-        total = c1 + batchnorm(h1 * w1, c0) + c2 + layernorm(h * w, c0)
+        add("stem", "stem", c1 + batchnorm(h1 * w1, c0) + c2 + layernorm(h * w, c0), (h, w))
     else:
-        total, h, w = conv(h, w, spec.in_chans, c0, st.kernel_size, st.stride, st.padding)
-        total = total + layernorm(h * w, c0)
+        cs, h, w = conv(h, w, spec.in_chans, c0, st.kernel_size, st.stride, st.padding)
+        add("stem", "stem", cs + layernorm(h * w, c0), (h, w))
     prev = c0
-    for stage in spec.stages:
+    for i, stage in enumerate(spec.stages):
         c = stage.width
         if stage.downsample is not None:
             ds = stage.downsample
             cc, h, w = conv(h, w, prev, c, ds.kernel_size, ds.stride, ds.pad)
-            total = total + cc + layernorm(h * w, c)
-        for block in stage.blocks:
-            total = total + BLOCK_COSTS[block.kind](block, c, h, w)
+            add(f"stages.{i}.downsample", "downsample", cc + layernorm(h * w, c), (h, w))
+        for j, block in enumerate(stage.blocks):
+            add(f"stages.{i}.blocks.{j}", block.kind, BLOCK_COSTS[block.kind](block, c, h, w), (h, w))
         if stage.norm_eps is not None:
-            total = total + layernorm(h * w, c)
+            add(f"stages.{i}.norm", "norm", layernorm(h * w, c), (h, w))
         prev = c
+    head = Cost()
     if spec.head.pool == "avgpool":
-        total = total + Cost(0, 0, h * w * prev, 0)
+        head = head + Cost(0, 0, h * w * prev, 0)
     if classes > 0:
-        total = total + linear(1, prev, classes)
-    return total.as_dict()
+        head = head + linear(1, prev, classes)
+    add("head", "head", head, (1, 1))
+    return rows
+
+
+def complexity(spec, resolution: int | tuple[int, int] = 224, num_classes: int | None = None) -> dict[str, int]:
+    """Params and MACs ('smt-paper', 'fvcore', 'full') of a spec at a resolution, batch 1, without building it."""
+    rows = complexity_by_module(spec, resolution, num_classes)
+    return {k: sum(r[k] for r in rows) for k in ("params", "smt-paper", "fvcore", "full")}
