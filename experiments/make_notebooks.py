@@ -2,7 +2,8 @@
 import nbformat as nbf
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "notebooks"
 ABL = {
     "heads": ("SMT Table 7: number of MHMC heads", "MHMC splits the channels into heads, each with its own depth-wise kernel (3, 5, 7, ...). The paper varies the number of heads on SMT-T (1, 2, 4, 6, 8); 6 heads do not divide the widths, so archspace keeps both uneven splits (`front`, `last`)."),
     "aggregation": ("SMT Table 8: aggregation after MHMC", "What mixes the heads' outputs before they modulate the value: nothing, one or two linears, a dense inverted bottleneck (IBN), or SMT's grouped scale-aware aggregation (SAA)."),
@@ -39,6 +40,17 @@ def ablation_nb(name, title, intro):
         nbf.v4.new_code_cell(f'if RERUN:\n    small = tables.rerun_small(RESULTS.parent / "ablations" / "{name}.yaml", Path(tempfile.mkdtemp()))\n'
                              f'    display(Markdown(tables.ablation_markdown(small)))'),
     ]
+    longer = ROOT / "experiments" / "results" / f"ablation_{name}_10x.json"
+    if longer.exists():  # the same table at 10x the training images, where it was measured
+        nb.cells[6:6] = [
+            nbf.v4.new_markdown_cell("## At 10x the training\n\nThe same rows trained on 24,000 images instead of 2,400 "
+                                     "(one epoch, same settings otherwise; `--budget train_subset=24000`), committed as "
+                                     f"`experiments/results/ablation_{name}_10x.json`: does the order move towards the paper's?"),
+            nbf.v4.new_code_cell(f'longer = tables.load_ablation("{name}_10x", RESULTS)\n'
+                                 'display(Markdown(tables.ablation_markdown(longer)))\n'
+                                 'tables.plot_ablation(longer)\nplt.show()\n'
+                                 'display(Markdown(tables.order_agreement(longer)))'),
+        ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbf.write(nb, OUT / f"ablation_{name}.ipynb")
 
