@@ -179,6 +179,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--workers: must be at least 1")
     if args.workers > 1 and args.backend == "ray":
         raise UsageError("--workers: the Ray backend takes its concurrency from the cluster (leave --workers out)")
+    if args.log and (args.log[0] != "tensorboard" or len(args.log) > 2):
+        raise UsageError("--log: use --log tensorboard [DIR]")
+    if args.log and args.backend == "ray":
+        raise UsageError("--log: tracking is written by the Optuna backend's workers (leave --backend ray out)")
     space = _space_with_overrides(args)
     run_dir = prepare_run(space, Path(args.run_dir) if args.run_dir else None, storage=args.storage, backend=args.backend)
     progress = SearchProgress(f"search {space.name}", enabled=not args.quiet, force=args.progress)
@@ -191,9 +195,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         from .search.engine import run_search
 
         helpers = _start_workers(args, run_dir) if args.workers > 1 else []
+        log = None
+        if args.log:
+            from .search.tracking import TensorBoardLog
+
+            log = TensorBoardLog(Path(args.log[1]) if len(args.log) > 1 else run_dir / "tensorboard")
         try:
             summary = run_search(space, run_dir, storage=args.storage, progress=progress,
-                                 worker_index=0 if helpers else args.worker_index)
+                                 worker_index=0 if helpers else args.worker_index, log=log)
         finally:
             failed = [p.wait() for p in helpers]
         if any(failed):
@@ -507,9 +516,9 @@ def _profile_calibration(args: argparse.Namespace, settings):
             cal = Calibration.model_validate_json(path.read_text())
         except ValueError:
             raise UsageError(f"--calibration: {path} is not a calibration file (delete it to measure a new one)") from None
-        if not cal.fits(args.threads):
-            raise UsageError(f"--calibration: {path} was measured with {cal.threads} thread(s), this profile uses "
-                             f"--threads {args.threads}; use another file")
+        if not cal.fits(settings.threads, settings.clock):
+            raise UsageError(f"--calibration: {path} was measured with {cal.threads} thread(s) on the {cal.clock} clock, "
+                             f"this profile uses --threads {settings.threads} on the {settings.clock} clock; use another file")
         return load_or_calibrate(settings, cal)
     cal = load_or_calibrate(settings)
     if path is not None:
@@ -600,6 +609,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
+    s.add_argument("--log", nargs="+", metavar=("tensorboard", "DIR"),
+                   help="track every trial's loss curve and objectives: --log tensorboard [DIR] (default RUN_DIR/tensorboard)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_search)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import archspace
-from archspace.measure import device_name, measure_latency, measure_throughput
+from archspace.measure import LatencySettings, apply_process_settings, device_name, measure_latency, measure_throughput
 from archspace.spec.io import preset_names
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,6 +60,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def presets(args: argparse.Namespace) -> list[dict]:
+    apply_process_settings()  # as archspace's measuring commands run (recorded in every record's protocol)
     rows = []
     names = args.presets or preset_names()
     for name in names:
@@ -68,14 +69,15 @@ def presets(args: argparse.Namespace) -> list[dict]:
         for runtime in args.runtimes:
             for measure, batch, dtype, ref_index in SETTINGS:
                 batch = max(1, batch // args.batch_scale)
-                common = dict(name=name, device=args.device, batch=batch, resolution=args.resolution, dtype=dtype,
-                              runtime=runtime, channels_last=args.channels_last)
+                settings = LatencySettings(device=args.device, batch=batch, resolution=args.resolution, dtype=dtype,
+                                           runtime=runtime, channels_last=args.channels_last, warmup=args.warmup,
+                                           repeats=args.repeats if measure == "throughput" else args.latency_repeats)
                 t0 = time.perf_counter()
                 if measure == "throughput":
-                    rec = measure_throughput(model, warmup=args.warmup, repeats=args.repeats, **common)
+                    rec = measure_throughput(model, settings, name=name)
                     value = rec.images_per_s
                 else:
-                    rec = measure_latency(model, warmup=args.warmup, repeats=args.latency_repeats, **common)
+                    rec = measure_latency(model, settings, name=name)
                     value = rec.median_ms
                 official = OFFICIAL.get(name, (None, None, None))[ref_index]
                 if official is None:

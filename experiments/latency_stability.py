@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 import archspace
-from archspace.measure import apply_process_settings, calibrate, compare, device_name, measure_latency
+from archspace.measure import LatencySettings, apply_process_settings, compare, device_name, load_or_calibrate, measure_latency
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -62,12 +62,12 @@ def in_process(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model = archspace.build(archspace.load_spec(args.preset), num_classes=1000)
     apply_process_settings()
-    cal = calibrate(threads=1)
+    settings = LatencySettings(batch=1, resolution=224, threads=1, warmup=args.warmup, repeats=args.repeats)
+    cal = load_or_calibrate(settings)
     records = []
     for i in range(args.profiles):
         t0 = time.perf_counter()
-        record = measure_latency(model, name=f"{args.preset}#{i + 1}", batch=1, resolution=224, threads=1,
-                                 warmup=args.warmup, repeats=args.repeats, calibration=cal)
+        record = measure_latency(model, settings, name=f"{args.preset}#{i + 1}", calibration=cal)
         records.append(record)
         print(f"  in-process profile {i + 1}: calibrated {record.median_ms:.1f} ms, raw {record.raw_median_ms:.1f} ms, "
               f"machine speed {record.machine_speed:.2f}, cv {record.cv:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)

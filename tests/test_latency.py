@@ -14,16 +14,18 @@ from archspace.measure import (
     Calibration,
     LatencyProtocol,
     LatencyRecord,
+    LatencySettings,
     calibrate,
     calibrated_samples,
     compare,
+    load_or_calibrate,
     measure_latencies,
     measure_latency,
     measure_throughput,
     onnx_session,
 )
 
-FAST = {"resolution": 16, "warmup": 1, "repeats": 3}
+FAST = LatencySettings(resolution=16, warmup=1, repeats=3)
 
 
 class Tiny(nn.Module):
@@ -44,7 +46,7 @@ class Tiny(nn.Module):
 
 
 def test_record_carries_protocol() -> None:
-    record = measure_latency(Tiny(), name="tiny", batch=2, **FAST)
+    record = measure_latency(Tiny(), FAST.updated(batch=2), name="tiny")
     assert isinstance(record, LatencyRecord)
     p = record.protocol
     assert isinstance(p, LatencyProtocol)
@@ -60,8 +62,8 @@ def test_record_carries_protocol() -> None:
 
 
 def test_thread_clock_is_part_of_the_protocol() -> None:
-    wall = measure_latency(Tiny(), name="wall", **FAST)
-    thread = measure_latency(Tiny(), name="thread", clock="thread", **FAST)
+    wall = measure_latency(Tiny(), FAST, name="wall")
+    thread = measure_latency(Tiny(), FAST.updated(clock="thread"), name="thread")
     assert (wall.protocol.clock, thread.protocol.clock) == ("wall", "thread")
     assert thread.median_ms >= 0  # CPU-time clocks can be coarse on some platforms
     assert compare([wall, thread]).differing == {"clock": ["wall", "thread"]}
@@ -72,7 +74,7 @@ def test_threads_pinned_then_restored() -> None:
     torch.set_num_threads(2)
     try:
         model = Tiny()
-        measure_latency(model, threads=1, **FAST)
+        measure_latency(model, FAST.updated(threads=1))
         assert set(model.threads_seen) == {1}
         assert torch.get_num_threads() == 2
     finally:
@@ -81,7 +83,7 @@ def test_threads_pinned_then_restored() -> None:
 
 def test_model_untouched() -> None:
     model = Tiny().train()
-    record = measure_latency(model, dtype="bf16", channels_last=True, **FAST)
+    record = measure_latency(model, FAST.updated(dtype="bf16", channels_last=True))
     assert record.protocol.dtype == "bf16" and record.protocol.channels_last
     assert all(m.training for m in model.modules())
     assert model.conv.weight.dtype == torch.float32
@@ -90,13 +92,13 @@ def test_model_untouched() -> None:
 
 def test_eval_mode_restored_when_no_copy_needed() -> None:
     model = Tiny().train()
-    measure_latency(model, **FAST)
+    measure_latency(model, FAST)
     assert all(m.training for m in model.modules())
 
 
 def test_repeats_interleaved_round_robin() -> None:
     log: list[str] = []
-    records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, **FAST)
+    records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, FAST)
     assert log == ["a", "b"] + ["a", "b"] * 3  # warm-up per model, then a, b, a, b, ...
     assert set(records) == {"a", "b"}
     assert records["a"].protocol == records["b"].protocol
@@ -104,7 +106,7 @@ def test_repeats_interleaved_round_robin() -> None:
 
 
 def test_compare_same_protocol() -> None:
-    records = measure_latencies({"a": Tiny(), "b": Tiny()}, **FAST)
+    records = measure_latencies({"a": Tiny(), "b": Tiny()}, FAST)
     table = compare(records, strict=True)
     assert table.comparable and table.differing == {}
     assert [row["name"] for row in table.rows] == ["a", "b"]
@@ -113,8 +115,8 @@ def test_compare_same_protocol() -> None:
 
 
 def test_compare_flags_differing_protocols() -> None:
-    fp32 = measure_latency(Tiny(), name="fp32", **FAST)
-    bf16 = measure_latency(Tiny(), name="bf16", dtype="bf16", threads=2, **FAST)
+    fp32 = measure_latency(Tiny(), FAST, name="fp32")
+    bf16 = measure_latency(Tiny(), FAST.updated(dtype="bf16", threads=2), name="bf16")
     table = compare([fp32, bf16])
     assert not table.comparable
     assert table.differing == {"dtype": ["fp32", "bf16"], "threads": [1, 2]}
@@ -140,10 +142,10 @@ class OutOfMemoryAbove(nn.Module):
 
 
 def test_throughput_halves_batch_on_oom() -> None:
-    record = measure_throughput(OutOfMemoryAbove(limit=5), device="cpu", batch=16, **FAST)
+    record = measure_throughput(OutOfMemoryAbove(limit=5), FAST.updated(batch=16))
     assert record.protocol.batch == 4 and record.batch_requested == 16
     with pytest.raises(torch.OutOfMemoryError):
-        measure_throughput(OutOfMemoryAbove(limit=0), device="cpu", batch=4, **FAST)
+        measure_throughput(OutOfMemoryAbove(limit=0), FAST.updated(batch=4))
 
 
 @pytest.mark.parametrize(
@@ -160,20 +162,47 @@ def test_throughput_halves_batch_on_oom() -> None:
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:
+    """Settings refuse bad values when built (the device when measured), naming the field."""
     with pytest.raises(ValueError, match=message):
-        measure_latency(Tiny(), **{**FAST, **kwargs})
+        measure_latency(Tiny(), FAST.updated(**kwargs))
+
+
+def test_one_settings_object_not_keywords() -> None:
+    with pytest.raises(TypeError):
+        measure_latency(Tiny(), threads=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="settings: expected a LatencySettings, got dict"):
+        measure_latency(Tiny(), {"threads": 1})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="frozen"):
+        FAST.threads = 2  # type: ignore[misc]
+    assert LatencySettings().model_dump() == {
+        "device": "cpu", "batch": 1, "resolution": 224, "dtype": "fp32", "runtime": "eager", "threads": 1,
+        "warmup": 10, "repeats": 50, "channels_last": False, "clock": "wall"}
+
+
+def test_a_space_measure_is_latency_settings_and_measures_as_one() -> None:
+    from archspace.search.space import Measure
+
+    m = Measure(resolution=16, warmup=1, repeats=3)
+    assert isinstance(m, LatencySettings) and (m.latency, m.calibrate, m.warmup, m.repeats) == (True, True, 1, 3)
+    assert m.latency_settings() == FAST and type(m.latency_settings()) is LatencySettings
+    assert measure_latency(Tiny(), m).protocol == measure_latency(Tiny(), FAST).protocol
+
+
+def test_settings_import_without_torch() -> None:
+    code = "import sys, archspace.measure.latency.settings; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_cuda_without_cuda_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="device: 'cuda' requested but CUDA is not available"):
-        measure_latency(Tiny(), device="cuda", **FAST)
+        measure_latency(Tiny(), FAST.updated(device="cuda"))
 
 
 def test_onnxrt_without_onnxruntime_names_the_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     with pytest.raises(ImportError, match="pip install onnxruntime onnx onnxscript"):
-        measure_latency(Tiny(), runtime="onnxrt-cpu", **FAST)
+        measure_latency(Tiny(), FAST.updated(runtime="onnxrt-cpu"))
 
 
 needs_onnx = pytest.mark.skipif(
@@ -200,19 +229,19 @@ def test_onnx_export_runs_in_onnx_runtime_with_the_same_outputs(preset: str) -> 
 
 @needs_onnx
 def test_onnxrt_cpu_latency_record() -> None:
-    record = measure_latency(Tiny(), runtime="onnxrt-cpu", **FAST)
+    record = measure_latency(Tiny(), FAST.updated(runtime="onnxrt-cpu"))
     assert record.protocol.runtime == "onnxrt-cpu" and record.median_ms > 0
     with pytest.raises(ValueError, match="runtime: 'onnxrt-cuda' needs the CUDAExecutionProvider"):
-        measure_latency(Tiny(), runtime="onnxrt-cuda", **FAST)
+        measure_latency(Tiny(), FAST.updated(runtime="onnxrt-cuda"))
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_latency_and_throughput() -> None:
-    record = measure_latency(Tiny(), device="cuda", **FAST)
+    record = measure_latency(Tiny(), FAST.updated(device="cuda"))
     assert record.protocol.device.startswith("cuda")
     assert record.peak_memory_source == "cuda_max_allocated" and record.peak_memory_bytes > 0
-    throughput = measure_throughput(Tiny(), device="cuda", batch=8, dtype="bf16", **FAST)
+    throughput = measure_throughput(Tiny(), FAST.updated(device="cuda", batch=8, dtype="bf16"))
     assert throughput.protocol.batch == 8 and throughput.images_per_s > 0
 
 
@@ -254,14 +283,14 @@ def test_calibrated_rounds_sandwich_every_model_between_reference_runs(monkeypat
 
     monkeypatch.setattr(latency, "_reference_workload", logged_reference)
     cal = Calibration(reference_ms=1.0, threads=1, repeats=1, device_name="test", torch_version=torch.__version__)
-    records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, calibration=cal, **{**FAST, "warmup": 0})
+    records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, FAST.updated(warmup=0), calibration=cal)
     assert log[-5 * 3:] == ["ref", "a", "ref", "b", "ref"] * 3  # after the reference's own warm-up
     for record in records.values():
         assert record.protocol.calibration == cal
         assert record.raw_median_ms > 0 and record.machine_speed > 0
         # reference_ms=1 ms is far below a real pass of the reference, so calibrated < raw
         assert record.median_ms < record.raw_median_ms
-    uncalibrated = measure_latency(Tiny(), **{**FAST, "warmup": 0})
+    uncalibrated = measure_latency(Tiny(), FAST.updated(warmup=0))
     assert uncalibrated.raw_median_ms is None and uncalibrated.machine_speed is None
     table = compare([records["a"], uncalibrated])
     assert "calibration" in table.differing and "raw_median_ms" in table.rows[0]
@@ -271,14 +300,37 @@ def test_calibrated_rounds_sandwich_every_model_between_reference_runs(monkeypat
 def test_calibration_must_match_the_protocol() -> None:
     cal = Calibration(reference_ms=5.0, threads=2, repeats=1, device_name="test", torch_version=torch.__version__)
     with pytest.raises(ValueError, match="calibration: measured with threads=2"):
-        measure_latency(Tiny(), calibration=cal, threads=1, **FAST)
+        measure_latency(Tiny(), FAST.updated(threads=1), calibration=cal)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only rule without CUDA")
 def test_calibration_is_cpu_only() -> None:
     cal = Calibration(reference_ms=5.0, threads=1, repeats=1, device_name="test", torch_version=torch.__version__)
     with pytest.raises(ValueError, match="device: 'cuda' requested"):
-        measure_latency(Tiny(), device="cuda", calibration=cal, **FAST)
+        measure_latency(Tiny(), FAST.updated(device="cuda"), calibration=cal)
+
+
+def test_load_or_calibrate_reuses_what_fits_else_measures(monkeypatch) -> None:
+    import archspace.measure.latency.calibration as calibration
+
+    measured: list[tuple[int, str]] = []
+
+    def fake_calibrate(*, threads: int = 1, clock: str = "wall", **_) -> Calibration:
+        measured.append((threads, clock))
+        return Calibration(reference_ms=7.0, threads=threads, clock=clock, repeats=1, device_name="new",
+                           torch_version=torch.__version__)
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    stored = Calibration(reference_ms=5.0, threads=1, repeats=1, device_name="old", torch_version=torch.__version__)
+    for form in (stored, stored.model_dump(mode="json"), stored.model_dump_json()):  # a record, a dict or JSON
+        assert load_or_calibrate(LatencySettings(), form) == stored
+    assert measured == []
+    assert load_or_calibrate(LatencySettings(threads=2), stored).device_name == "new"  # other threads
+    assert load_or_calibrate(LatencySettings(clock="thread"), stored).clock == "thread"  # other clock
+    assert load_or_calibrate(LatencySettings(threads=3), None).threads == 3  # nothing stored
+    assert measured == [(2, "wall"), (1, "thread"), (3, "wall")]
+    assert load_or_calibrate(LatencySettings(device="cuda"), stored) is None  # only CPU latency is calibrated
+    assert len(measured) == 3
 
 
 FAULTS = """
@@ -314,10 +366,11 @@ def test_retaining_freed_memory_removes_page_faults_from_timed_passes() -> None:
 def test_process_settings_are_explicit_and_recorded() -> None:
     """Measuring changes nothing process-wide by itself; apply_process_settings does, and records say so."""
     code = ("from archspace.measure import measure_latency, apply_process_settings; import torch; "
-            "m = torch.nn.Conv2d(3, 4, 3); kw = dict(resolution=16, warmup=1, repeats=3); "
-            "print(measure_latency(m, **kw).protocol.retain_freed_memory, apply_process_settings()['retain_freed_memory'], "
-            "measure_latency(m, **kw).protocol.retain_freed_memory)")
+            "from archspace.measure import LatencySettings; "
+            "m = torch.nn.Conv2d(3, 4, 3); s = LatencySettings(resolution=16, warmup=1, repeats=3); "
+            "print(measure_latency(m, s).protocol.retain_freed_memory, apply_process_settings()['retain_freed_memory'], "
+            "measure_latency(m, s).protocol.retain_freed_memory)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True", "True"]
-    record = measure_latency(Tiny(), **FAST)
+    record = measure_latency(Tiny(), FAST)
     assert record.protocol.omp_wait_policy == "PASSIVE"  # set by tests/conftest.py as archspace's commands do

@@ -258,3 +258,29 @@ def test_cpu_latency_is_calibrated_once_per_study_and_reused_on_resume(tmp_path)
         assert rec["raw_median_ms"] > 0 and rec["machine_speed"] > 0
     rows = read_csv(run / "trials.csv")
     assert [r["latency_ms"] for r in rows] == pytest.approx([rec["median_ms"] for rec in measured])
+
+
+def test_log_tensorboard_writes_each_trials_curve_and_objectives(tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard is the tensorboard extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from archspace.cli import main
+
+    data = {"name": "tb", "base": "smt_m_6p5m",
+            "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2]}],
+            "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}],
+            "evaluator": {"kind": "train", "budget": {"epochs": 1, "train_subset": 60, "test_subset": 50, "resolution": 16,
+                                                     "batch_size": 30, "threads": 1}},
+            "measure": {"latency": False, "resolution": 64}, "sampler": {"kind": "random"}, "budget": {"trials": 2}}
+    space_file = tmp_path / "tb.yaml"
+    space_file.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--log", "tensorboard"]) == 0
+    runs = sorted(p.name for p in (run / "tensorboard").iterdir())
+    assert runs == ["trial_0000", "trial_0001"]
+    events = EventAccumulator(str(run / "tensorboard" / "trial_0000")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "test/top1", "objectives/accuracy", "objectives/mparams"} <= tags
+    assert len(events.Scalars("train/loss")) == 1 and events.Scalars("train/loss")[0].value > 0  # one epoch, its mean loss
+    assert 0 <= events.Scalars("test/top1")[0].value <= 100
+    assert main(["search", str(space_file), "--run-dir", str(tmp_path / "r2"), "--log", "wandb"]) == 2

@@ -208,7 +208,7 @@ def agree_calibration(study: Any, space: Space) -> Any:
         return sorted(found, key=lambda c: (c[0], c[1]))
 
     def usable(found):
-        return [c for c in found if Calibration.model_validate(c[2]).fits(space.measure.threads)]
+        return [c for c in found if Calibration.model_validate(c[2]).fits(space.measure.threads, space.measure.clock)]
 
     found = usable(candidates())
     if not found:
@@ -343,8 +343,11 @@ def run_search(
     progress: Optional[Any] = None,
     on_result: Optional[Callable[[list[dict], dict], None]] = None,
     worker_index: Optional[int] = None,
+    log: Optional[Any] = None,
 ) -> dict[str, Any]:
-    """Work on the search until the study holds ``trials`` ended trials (counted over all workers); returns a summary."""
+    """Work on the search until the study holds ``trials`` ended trials (counted over all workers); returns a summary.
+
+    ``log`` (e.g. :class:`archspace.search.tracking.TensorBoardLog`) gets every trial this worker ran."""
     optuna = _optuna()
     run_dir = Path(run_dir)
     target = trials or space.budget.trials
@@ -390,6 +393,8 @@ def run_search(
             summary = write_results(run_dir, space, rows, specs)
             if progress is not None:
                 progress.trial_done(objective.number, out, summary)
+            if log is not None:
+                log.trial(objective.number, out)
             if on_result is not None:
                 on_result(rows, summary)
     rows, specs = rows_and_specs(study, max_retries)

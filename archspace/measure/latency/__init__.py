@@ -19,13 +19,22 @@ every timed forward pass; each sample is rescaled by how much slower or faster t
 than at calibration time. Latencies measured against one calibration are comparable across
 profiles and processes on the same machine; the raw wall-clock median is kept beside them.
 """
-from .calibration import REFERENCE_WORKLOAD, calibrate, load_or_calibrate
+from __future__ import annotations
+
+import importlib
+
 from .compare import Comparison, compare
 from .process import apply_process_settings, retain_freed_memory
-from .records import Calibration, LatencyProtocol, LatencyRecord
-from .runtimes import device_name, onnx_session
+from .records import REFERENCE_WORKLOAD, Calibration, LatencyProtocol, LatencyRecord
 from .settings import CLOCKS, DTYPE_NAMES, RUNTIMES, LatencySettings
-from .timing import calibrated_samples, measure_latencies, measure_latency, measure_throughput
+
+# the modules that import torch load on first use, so the settings and records above import without it
+_LAZY = {
+    "calibrate": "calibration", "load_or_calibrate": "calibration",
+    "device_name": "runtimes", "onnx_session": "runtimes",
+    "calibrated_samples": "timing", "measure_latencies": "timing", "measure_latency": "timing",
+    "measure_throughput": "timing",
+}
 
 __all__ = [
     "CLOCKS", "Calibration", "Comparison", "DTYPE_NAMES", "LatencyProtocol", "LatencyRecord", "LatencySettings",
@@ -33,3 +42,15 @@ __all__ = [
     "device_name", "load_or_calibrate", "measure_latencies", "measure_latency", "measure_throughput", "onnx_session",
     "retain_freed_memory",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,19 +103,22 @@ def _summary(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _settings(settings: Optional[LatencySettings], changes: dict) -> LatencySettings:
-    base = settings if settings is not None else LatencySettings()
-    return LatencySettings(**{**base.latency_settings().model_dump(), **changes}) if changes else base.latency_settings()
+def _checked(settings: LatencySettings) -> LatencySettings:
+    """Just the latency settings of ``settings`` (a space's ``measure`` drops its own fields)."""
+    if not isinstance(settings, LatencySettings):
+        raise TypeError(f"settings: expected a LatencySettings, got {type(settings).__name__}; "
+                        "build one with LatencySettings(device=..., batch=..., ...)")
+    return settings.latency_settings()
 
 
-def measure_latencies(models: Mapping[str, nn.Module], settings: Optional[LatencySettings] = None, *,
-                      calibration: Calibration | None = None, **changes: Any) -> dict[str, LatencyRecord]:
-    """Latency records of several models, repeats interleaved round-robin so noise hits all alike.
+def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings, *,
+                      calibration: Calibration | None = None) -> dict[str, LatencyRecord]:
+    """Latency records of several models under ``settings``, repeats interleaved round-robin so noise hits all alike.
 
     With ``calibration`` (CPU only) the reference workload runs before the first model of every
     round and after each model, and the records hold calibrated samples (see :class:`Calibration`).
     """
-    s = _settings(settings, changes)
+    s = _checked(settings)
     if not models:
         raise ValueError("models: give at least one model")
     dev = _check_device(s.device)
@@ -211,21 +214,15 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: Optional[Latenc
     return records
 
 
-def measure_latency(model: nn.Module, settings: Optional[LatencySettings] = None, *, name: str = "model",
-                    calibration: Calibration | None = None, **changes: Any) -> LatencyRecord:
+def measure_latency(model: nn.Module, settings: LatencySettings, *, name: str = "model",
+                    calibration: Calibration | None = None) -> LatencyRecord:
     """Latency record of one model: median/p90/CV over ``settings.repeats`` timed forward passes."""
-    return measure_latencies({name: model}, settings, calibration=calibration, **changes)[name]
+    return measure_latencies({name: model}, settings, calibration=calibration)[name]
 
 
-def measure_throughput(model: nn.Module, settings: Optional[LatencySettings] = None, *, name: str = "model",
-                       **changes: Any) -> LatencyRecord:
-    """Images/s at the largest batch <= ``settings.batch`` that fits: the batch halves on CUDA out-of-memory.
-
-    Without ``settings`` the defaults are a GPU's: cuda, batch 64, warm-up 20, 30 repeats.
-    """
-    if settings is None:
-        settings = LatencySettings(device="cuda", batch=64, warmup=20, repeats=30)
-    s = _settings(settings, changes)
+def measure_throughput(model: nn.Module, settings: LatencySettings, *, name: str = "model") -> LatencyRecord:
+    """Images/s at the largest batch <= ``settings.batch`` that fits: the batch halves on CUDA out-of-memory."""
+    s = _checked(settings)
     dev = _check_device(s.device)
     size = s.batch
     while True:
