@@ -295,10 +295,12 @@ def _print_fidelity(run_dir: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import example_input, load_network, to_onnx, to_torchscript
+    from .export import example_input, load_network, to_code, to_onnx, to_torchscript
 
-    if not (args.onnx or args.torchscript):
-        raise UsageError("export: give --onnx FILE and/or --torchscript FILE")
+    if not (args.onnx or args.torchscript or args.code):
+        raise UsageError("export: give --onnx FILE, --torchscript FILE and/or --code FILE.py")
+    if args.code and (not args.code.endswith(".py") or not Path(args.code).stem.isidentifier()):
+        raise UsageError(f"--code: {args.code!r} must be a Python file name usable as a module (e.g. my_net.py)")
     if args.resolution < 8:
         raise UsageError("--resolution: must be at least 8")
     model = load_network(args.source, args.weights, args.num_classes)
@@ -308,9 +310,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         out.append({"file": args.onnx, "format": "onnx", "max_abs_diff": to_onnx(model, args.onnx, x)})
     if args.torchscript:
         out.append({"file": args.torchscript, "format": "torchscript", "max_abs_diff": to_torchscript(model, args.torchscript, x)})
+    if args.code:
+        out.append({"file": args.code, "format": "python", "max_abs_diff": _code_diff(args, model, x)})
     _emit(args, out, lambda rows: "\n".join(f"{r['file']}: {r['format']}, max |logit - eager| {r['max_abs_diff']:.2e} "
                                                f"at {args.resolution} px" for r in rows))
     return 0
+
+
+def _code_diff(args: argparse.Namespace, model, x) -> float:
+    """Write the standalone module and check it: built from the file, with the model's weights, on one input."""
+    import importlib.util
+
+    import torch
+
+    from .export import to_code
+    from .spec.io import load_spec
+
+    path = to_code(load_spec(args.source), args.code, args.num_classes)
+    loaded = importlib.util.spec_from_file_location(f"_archspace_export_{path.stem}", path)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    standalone = module.build().eval()
+    standalone.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        return float((standalone(x) - model(x)).abs().max())
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -638,6 +661,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", help="state dict to carry along (from training or 'archspace convert')")
     s.add_argument("--onnx", metavar="FILE")
     s.add_argument("--torchscript", metavar="FILE")
+    s.add_argument("--code", metavar="FILE.py", help="a standalone module that imports only torch (same state_dict keys)")
     s.add_argument("--resolution", type=int, default=224, help="input size the files are traced at")
     s.add_argument("--num-classes", type=int, help="classifier size (default: the spec's)")
     s.add_argument("--format", choices=["table", "json"], default="table")

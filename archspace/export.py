@@ -97,3 +97,149 @@ def to_torchscript(model: nn.Module, path: Union[str, Path], x: torch.Tensor) ->
         torch.jit.save(traced, str(path))
         out = torch.jit.load(str(path))(x)
         return float((out - model(x)).abs().max())
+
+
+# --------------------------------------------------------------------------- standalone code
+
+_HEADER = '''"""{name}: a standalone PyTorch model exported by archspace {version} (imports only torch).
+
+    import torch, {module}
+    model = {module}.build()                       # the same module tree and state_dict keys as archspace.build
+    model.load_state_dict(torch.load("weights.pt"))  # weights saved from the archspace model
+
+Spec: {label}
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Spec:
+    """The spec's values as attributes (archspace's spec classes without validation)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+'''
+
+
+def _source_objects() -> list[Any]:
+    """The classes and functions a built model runs: shared layers, every block kind's module code, stems, the net."""
+    import inspect
+
+    from pydantic import BaseModel
+
+    from .blocks import REGISTRY
+    from .nn import build as build_mod
+    from .nn import layers, stems
+
+    objs: list[Any] = []
+
+    def module_members(mod, skip=()) -> None:
+        for name, obj in vars(mod).items():
+            if name.startswith("__") or name in skip or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if inspect.isclass(obj) and issubclass(obj, BaseModel):
+                continue  # specs are replaced by the _Spec classes below
+            if inspect.isfunction(obj) or (inspect.isclass(obj) and issubclass(obj, nn.Module)):
+                objs.append(obj)
+
+    module_members(layers)
+    costs = {k.cost.__name__ for k in REGISTRY.values()}
+    for kind in REGISTRY.values():
+        module_members(inspect.getmodule(kind.module), skip=costs)
+    module_members(stems)
+    module_members(build_mod, skip={"build", "FeatureNet"})
+    return objs
+
+
+def _spec_classes(spec: Any) -> dict[str, type]:
+    """Every spec class in the spec tree, by name."""
+    from pydantic import BaseModel
+
+    found: dict[str, type] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, BaseModel):
+            found[type(v).__name__] = type(v)
+            for name in type(v).model_fields:
+                walk(getattr(v, name))
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+
+    walk(spec)
+    return found
+
+
+def _spec_class_source(cls: type) -> str:
+    """A plain class with ``cls``'s own methods and properties (validators and pydantic machinery left out)."""
+    import inspect
+    import textwrap
+
+    parts = [f"class {cls.__name__}(_Spec):\n    pass\n"]
+    for klass in reversed(cls.__mro__):
+        for name, member in vars(klass).items():
+            if name.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+                continue
+            if getattr(klass, "__module__", "").startswith("pydantic"):
+                continue
+            fn = member.fget if isinstance(member, property) else member
+            try:
+                src = textwrap.dedent(inspect.getsource(fn))
+            except (OSError, TypeError):
+                continue
+            parts.append(textwrap.indent(src, "    "))
+    return "\n".join(parts)
+
+
+def _spec_literal(v: Any) -> str:
+    from pydantic import BaseModel
+
+    if isinstance(v, BaseModel):
+        args = ", ".join(f"{name}={_spec_literal(getattr(v, name))}" for name in type(v).model_fields)
+        return f"{type(v).__name__}({args})"
+    if isinstance(v, (list, tuple)):
+        return "(" + "".join(_spec_literal(x) + ", " for x in v) + ")"
+    return repr(v)
+
+
+def to_code(spec: Any, path: Union[str, Path], num_classes: Optional[int] = None) -> Path:
+    """Write a standalone Python module (imports only torch) whose ``build()`` gives the same module tree, the same
+    ``state_dict`` keys and the same logits as ``archspace.build(spec, num_classes)``."""
+    import inspect
+
+    from . import __version__
+    from .blocks import REGISTRY
+    from .spec.io import load_spec
+
+    spec = load_spec(spec)
+    path = Path(path)
+    parts = [_HEADER.format(name=spec.name or "model", version=__version__, module=path.stem, label=spec.label())]
+    for cls in _spec_classes(spec).values():
+        parts.append(_spec_class_source(cls))
+    for obj in _source_objects():
+        parts.append(inspect.getsource(obj))
+    from .nn.stems import STEMS
+
+    parts.append("STEMS = {" + ", ".join(f"{k!r}: {v.__name__}" for k, v in STEMS.items()) + "}\n")
+    parts.append("BLOCKS = {" + ", ".join(f"{k!r}: {v.module.__name__}" for k, v in REGISTRY.items()) + "}\n")
+    parts.append(f"SPEC = {_spec_literal(spec)}\n")
+    parts.append(f'''
+
+def build(num_classes: Optional[int] = {num_classes!r}) -> HybridNet:
+    """The network (eval mode is the caller's choice, as with any nn.Module)."""
+    return HybridNet(SPEC, num_classes)
+''')
+    text = "\n\n".join(p.rstrip() + "\n" for p in parts)
+    compile(text, str(path), "exec")  # a syntax error here is archspace's bug: fail before writing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from .files import atomic_write_text
+
+    atomic_write_text(path, text)
+    return path
