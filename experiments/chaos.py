@@ -106,7 +106,8 @@ def run_chaos(storage: str, work: Path, *, workers: int = 3, kills: int = 20, bu
         except subprocess.TimeoutExpired:
             p.kill()
     exit_codes = [p.returncode for p in procs.values()]
-    return {**check(storage, budget, seen), "kills": done_kills, "exit_codes": exit_codes, "lost": lost,
+    errors = [p.stderr.read().decode(errors="replace").strip().splitlines()[-1:] for p in procs.values() if p.returncode]
+    return {**check(storage, budget, seen), "kills": done_kills, "exit_codes": exit_codes, "errors": errors, "lost": lost,
             "changed": changed, "seconds": round(time.monotonic() - t0, 1), "workers": workers, "budget": budget}
 
 

@@ -140,7 +140,7 @@ def test_chaos_three_workers_with_kills(kind, tmp_path, request):
     result = chaos.run_chaos(url, tmp_path, workers=3, kills=4, budget=12, seed=1, interval=(2.0, 4.0), timeout_s=420)
     assert result["ok"], result
     assert result["ended"] == 12 and result["running"] == 0 and result["lost"] == 0 and result["changed"] == 0
-    assert result["duplicates"] == 0 and result["kills"] == 4 and result["exit_codes"] == [0, 0, 0]
+    assert result["duplicates"] == 0 and result["kills"] == 4 and result["exit_codes"] == [0, 0, 0], result["errors"]
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs unshare and root for a second hostname")

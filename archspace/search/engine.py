@@ -169,8 +169,9 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, cr
     if create and "space" not in study.user_attrs:  # the study explains itself (optuna-dashboard, archspace.results)
         from .results import protocol_words
 
-        study.set_user_attr("space", space.model_dump(mode="json"))
-        study.set_user_attr("protocol", protocol_words(space))
+        with contextlib.suppress(Exception):  # workers starting together: one of them writes it
+            study.set_user_attr("space", space.model_dump(mode="json"))
+            study.set_user_attr("protocol", protocol_words(space))
     return study
 
 

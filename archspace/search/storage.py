@@ -107,17 +107,27 @@ def open_storage(url: str, *, heartbeat_s: Optional[int] = None, grace_s: Option
     if kind == "sqlite":  # several workers on one SQLite file wait for the lock instead of failing
         engine_kwargs["connect_args"] = {"timeout": 120}
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+
+    def make() -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create,
                                               heartbeat_interval=heartbeat_s, grace_period=grace_s,
                                               heartbeat_stale_trial_callback=stale_callback)
-    except ImportError as exc:
-        raise SpecError(f"--storage: {url.split('://')[0]} needs a database driver ({exc}); "
-                        "for PostgreSQL: pip install 'archspace[postgres]'") from None
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types for unreachable servers
-        raise SpecError(f"--storage: cannot open {_redact(url)} ({' '.join(str(exc).split())[:200]})") from None
+
+    for attempt in range(5):
+        try:
+            return make()
+        except ImportError as exc:
+            raise SpecError(f"--storage: {url.split('://')[0]} needs a database driver ({exc}); "
+                            "for PostgreSQL: pip install 'archspace[postgres]'") from None
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types for unreachable servers
+            text = " ".join(str(exc).split())
+            # workers that start together on a new database race to create its tables: the losers try again
+            if attempt < 4 and any(k in text.lower() for k in ("already exists", "duplicate key", "unique constraint")):
+                time.sleep(0.5 + attempt)
+                continue
+            raise SpecError(f"--storage: cannot open {_redact(url)} ({text[:200]})") from None
 
 
 def _redact(url: str) -> str:
