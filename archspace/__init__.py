@@ -7,7 +7,8 @@ the commands that train or measure set their thread policy themselves (see ``arc
 """
 from __future__ import annotations
 
-import importlib
+from archspace._lazy import lazy_attributes
+
 
 _LAZY = {
     "BLOCKS": "nn.build", "HybridNet": "nn.build", "build": "nn.build",
@@ -23,13 +24,4 @@ __all__ = sorted(_LAZY)
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

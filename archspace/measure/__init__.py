@@ -1,5 +1,7 @@
 """Cost of a model: FLOPs under named conventions, latency and throughput as records."""
 
+from archspace._lazy import lazy_attributes
+
 _LAZY = {
     "CONVENTIONS": "flops",
     "FlopsRecord": "flops",
@@ -25,13 +27,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    """Load the measuring modules on first use (they import torch and fvcore helpers)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

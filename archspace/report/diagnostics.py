@@ -85,31 +85,21 @@ def dumps(check: dict[str, Any]) -> str:
 
 def protocol_label(space) -> str:
     """'fashion-mnist, 1 ep x 2,400 img, 32 px, stem s2, w0.5' (or 'synflow score'): a space's accuracy protocol, resolved."""
-    from ..search.results import protocol
+    from ..search.results import accuracy_label, protocol
 
-    p = protocol(space)
-    if p["evaluator"] != "train":
-        return f"{p['evaluator']} score" + (f" on {p['dataset']}" if p["dataset"] else "")
-    images = "all" if p["train_images"] is None else f"{p['train_images']:,}"
-    parts = [str(p["dataset"]), f"{p['train_epochs']} ep x {images} img", f"{p['train_resolution']} px"]
-    if p["train_stem_stride"]:
-        parts.append(f"stem s{p['train_stem_stride']}")
-    if p["train_width_mult"]:
-        parts.append(f"w{p['train_width_mult']}")
-    return ", ".join(parts)
+    return accuracy_label(protocol(space))
 
 
 def axis_labels(space) -> dict[str, str]:
     """Axis labels that say their protocol: accuracy (dataset, epochs, images, resolution), latency (device, batch,
     resolution, threads), MACs (convention, resolution)."""
-    from ..search.results import protocol
+    from ..search.results import accuracy_label, latency_label, protocol
     from ..vocab import LABELS
 
     p = protocol(space)
     out = dict(LABELS)
-    out["accuracy"] = f"{LABELS['accuracy']}: {protocol_label(space)}"
-    if p["latency_device"]:
-        out["latency_ms"] = (f"{LABELS['latency_ms']}: {p['latency_device']}, batch {p['latency_batch']}, "
-                             f"{p['latency_resolution']} px, {p['latency_threads']} thread(s)")
+    out["accuracy"] = f"{LABELS['accuracy']}: {accuracy_label(p)}"
+    if latency_label(p):
+        out["latency_ms"] = f"{LABELS['latency_ms']}: {latency_label(p)}"
     out["gmacs"] = f"{LABELS['gmacs']} ({p['gmacs_convention']}) at {space.measure.resolution} px"
     return out

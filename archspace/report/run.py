@@ -35,7 +35,8 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     if not (run_dir / "trials.csv").exists():
         raise SpecError(f"{run_dir}: no trials.csv yet (the search has not finished a trial)")
     objectives = [(o.key, o.direction) for o in space.objectives]
-    fronts, curve = run_plot_data(run_dir, objectives, references(run_dir))
+    refs = references(run_dir)
+    fronts, curve = run_plot_data(run_dir, objectives, refs)
     out = []
     names = {"latency_ms": "pareto_latency", "gmacs": "pareto_flops"}
     from .diagnostics import axis_labels
@@ -45,7 +46,7 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
         out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures, "
                           f"front of {len(data.front)} over these two axes", x_label=labels[data.x_key],
                           y_label=labels[data.y_key])
-    has_base = any(v.endswith("(base)") for v in references(run_dir).values())
+    has_base = any(v.endswith("(base)") for v in refs.values())
     out += plot_hypervolume(curve, run_dir / "hypervolume", title=f"{space.name}: hypervolume over trials "
                             f"({', '.join(o.key for o in space.objectives)})",
                             y_label="hypervolume, objectives as ratios to the base (ref. 1.1 x base)" if has_base

@@ -45,21 +45,30 @@ def protocol(space: Space) -> dict[str, Any]:
     return out
 
 
+def accuracy_label(p: dict[str, Any]) -> str:
+    """'fashion-mnist, 1 ep x 2,400 img, 32 px, stem s2, w0.5' (or 'synflow score') from :func:`protocol` columns."""
+    if p["evaluator"] != "train":
+        return f"{p['evaluator']} score" + (f" on {p['dataset']}" if p["dataset"] else "")
+    images = "all" if p["train_images"] is None else f"{p['train_images']:,}"
+    parts = [str(p["dataset"]), f"{p['train_epochs']} ep x {images} img", f"{p['train_resolution']} px"]
+    if p["train_stem_stride"]:
+        parts.append(f"stem s{p['train_stem_stride']}")
+    if p["train_width_mult"]:
+        parts.append(f"w{p['train_width_mult']}")
+    return ", ".join(parts)
+
+
+def latency_label(p: dict[str, Any]) -> Optional[str]:
+    """'cpu, batch 1, 224 px, 1 thread(s)' from :func:`protocol` columns; None when latency is not measured."""
+    if not p["latency_device"]:
+        return None
+    return f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
+
+
 def protocol_words(space: Space) -> str:
-    """The protocol in words, e.g. 'accuracy: train, 1 epoch on 2,400 fashion-mnist images at 32 px ...; latency: ...'."""
+    """The protocol in words: 'accuracy: fashion-mnist, 1 ep x 2,400 img, ...; MACs: smt-paper; latency: cpu, ...'."""
     p = protocol(space)
-    if p["evaluator"] == "train":
-        images = "all" if p["train_images"] is None else f"{p['train_images']:,}"
-        acc = (f"accuracy: proxy training on {p['train_device']}, {p['train_epochs']} epoch(s) on {images} {p['dataset']} "
-               f"images at {p['train_resolution']} px")
-        knobs = [f"stem stride {p['train_stem_stride']}" if p["train_stem_stride"] else "",
-                 f"width x{p['train_width_mult']}" if p["train_width_mult"] else ""]
-        acc += f" ({', '.join(k for k in knobs if k)})" if any(knobs) else ""
-    else:
-        acc = f"accuracy: {p['evaluator']} score" + (f" on {p['dataset']}" if p["dataset"] else "")
-    lat = (f"latency: {p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, "
-           f"{p['latency_threads']} thread(s)" if p["latency_device"] else "latency: not measured")
-    return f"{acc}; MACs: {p['gmacs_convention']}; {lat}"
+    return f"accuracy: {accuracy_label(p)}; MACs: {p['gmacs_convention']}; latency: {latency_label(p) or 'not measured'}"
 
 
 def columns(space: Space) -> list[str]:

@@ -21,7 +21,7 @@ profiles and processes on the same machine; the raw wall-clock median is kept be
 """
 from __future__ import annotations
 
-import importlib
+from archspace._lazy import lazy_attributes
 
 from .compare import Comparison, compare
 from .process import apply_process_settings, retain_freed_memory
@@ -44,13 +44,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
