@@ -67,7 +67,7 @@ def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title:
                      y_label: str = "hypervolume (normalised over the run)") -> list[Path]:
     """Hypervolume of the front against trial number."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     if curve:
         xs, ys = zip(*curve)
         ax.step(xs, ys, where="post", color="#2ca02c")
@@ -75,6 +75,6 @@ def plot_hypervolume(curve: Sequence[tuple[int, float]], path_stem: Path, title:
     ax.set_xlabel("trial")
     ax.set_ylabel(y_label, fontsize=8)
     ax.grid(alpha=0.3)
-    ax.set_title(title or "hypervolume over trials", fontsize=10)
+    ax.set_title(title or "hypervolume over trials", fontsize=8)
     fig.tight_layout()
     return _save(fig, path_stem)

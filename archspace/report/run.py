@@ -47,9 +47,11 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
                           f"front of {len(data.front)} over these two axes", x_label=labels[data.x_key],
                           y_label=labels[data.y_key])
     has_base = any(v.endswith("(base)") for v in refs.values())
+    from ..search.results import protocol_words
+
     out += plot_hypervolume(curve, run_dir / "hypervolume", title=f"{space.name}: hypervolume over trials "
-                            f"({', '.join(o.key for o in space.objectives)})",
-                            y_label="hypervolume, objectives as ratios to the base (ref. 1.1 x base)" if has_base
+                            f"({', '.join(o.key for o in space.objectives)})\n" + protocol_words(space).replace("; ", "\n"),
+                            y_label="hypervolume (ratios to the base, ref. 1.1 x)" if has_base
                             else "hypervolume (normalised over the run)")
     out += write_html(run_dir, space, labels)
     if any(o.metric == "accuracy" for o in space.objectives):
