@@ -64,8 +64,20 @@ def _summary_table(d: dict) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .spec.io import load_spec
+    from .spec.io import load_spec, read_yaml
 
+    data = read_yaml(args.file) if Path(args.file).is_file() else None
+    if isinstance(data, dict) and "params" in data and "objectives" in data:  # a search space
+        from .search.space import grid_size, load_space
+
+        space = load_space(args.file)
+        d = {"file": args.file, "ok": True, "kind": "space", "name": space.name, "params": [p.name for p in space.params],
+             "objectives": [o.key for o in space.objectives], "constraints": space.constraints.names,
+             "references": space.references, "grid_size": grid_size(space) if all(
+                 p.choices is not None or p.is_int for p in space.params) else None}
+        _emit(args, d, lambda d: f"ok: {args.file}: space {d['name']}, {len(d['params'])} parameters "
+                                 f"({', '.join(d['params'])}), objectives {', '.join(d['objectives'])}")
+        return 0
     spec = load_spec(args.file)
     d = summary(spec)
     _emit(args, {"file": args.file, "ok": True, **d},
@@ -181,25 +193,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--workers: the Ray backend takes its concurrency from the cluster (leave --workers out)")
     if args.log and (args.log[0] != "tensorboard" or len(args.log) > 2):
         raise UsageError("--log: use --log tensorboard [DIR]")
-    if args.log and args.backend == "ray":
-        raise UsageError("--log: tracking is written by the Optuna backend's workers (leave --backend ray out)")
     space = _space_with_overrides(args)
     run_dir = prepare_run(space, Path(args.run_dir) if args.run_dir else None, storage=args.storage, backend=args.backend)
     progress = SearchProgress(f"search {space.name}", enabled=not args.quiet, force=args.progress)
+    log = None
+    if args.log:
+        from .search.tracking import TensorBoardLog
+
+        log = TensorBoardLog(Path(args.log[1]) if len(args.log) > 1 else run_dir / "tensorboard")
     if args.backend == "ray":
         from .search.ray_engine import run_ray
 
         summary = run_ray(space, run_dir, address=args.address, storage=args.storage, progress=progress,
-                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, log=log)
     else:
         from .search.engine import run_search
 
         helpers = _start_workers(args, run_dir) if args.workers > 1 else []
-        log = None
-        if args.log:
-            from .search.tracking import TensorBoardLog
-
-            log = TensorBoardLog(Path(args.log[1]) if len(args.log) > 1 else run_dir / "tensorboard")
         try:
             summary = run_search(space, run_dir, storage=args.storage, progress=progress,
                                  worker_index=0 if helpers else args.worker_index, log=log)
@@ -208,13 +218,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         if any(failed):
             print(f"archspace: warning: {sum(1 for c in failed if c)} of {len(helpers)} helper worker(s) exited with an error",
                   file=sys.stderr)
+    if space.references and summary.get("trials") and args.worker_index in (None, 0):
+        _measure_references(run_dir, space, space.references, args.storage, quiet=args.quiet)
     files = make_report(run_dir, space) if summary.get("trials") else []
+    from .report.run import reference_rows
+
+    refs = reference_rows(run_dir, space) if summary.get("trials") else []
     if args.format == "json":
-        print(json.dumps({**summary, "run_dir": str(run_dir), "files": [str(f) for f in files]}, indent=2))
+        print(json.dumps({**summary, "run_dir": str(run_dir), "files": [str(f) for f in files], "references": refs}, indent=2))
     else:
         print(f"{space.name}: {summary['complete']} complete of {summary['trials']} trials, Pareto front {summary['front']}; "
               f"results in {run_dir}/ (trials.csv, pareto.csv, pareto/*.yaml, {', '.join(sorted({f.stem for f in files}))})")
         _print_fidelity(run_dir)
+        for r in refs:
+            print(f"reference {r['reference']}: {r['standing']}")
     if summary.get("trials") and not summary.get("complete"):
         reasons = summary.get("reasons") or {}
         common = max(reasons, key=reasons.get) if reasons else "unknown"
@@ -265,8 +282,26 @@ def _load_run(args: argparse.Namespace):
     return run_dir, space, None
 
 
+def _measure_references(run_dir: Path, space, names: list[str], storage: Optional[str], quiet: bool = False) -> None:
+    """Train and time reference networks under the run's protocol, with the latency calibration its trials used."""
+    from .report.references import measure_references
+    from .search.trial import latency_calibration
+
+    calibration = None
+    if space.measure.latency and space.measure.calibrate:
+        ray_file = run_dir / "latency_calibration.json"  # the Ray backend keeps it there
+        if ray_file.exists():
+            calibration = latency_calibration(space, json.loads(ray_file.read_text()))
+        else:
+            from .search.engine import open_study, study_calibration
+
+            calibration = study_calibration(open_study(space, run_dir, storage, create=False), space)
+    say = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    measure_references(run_dir, space, names, calibration, say=say)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.run import make_report
+    from .report.run import make_report, reference_rows
     from .search.store import write_results
 
     run_dir, space, loaded = _load_run(args)
@@ -274,14 +309,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_results(run_dir, space, *loaded)
     elif not (run_dir / "trials.csv").exists():
         raise UsageError(f"{run_dir}: no trials yet")
+    names = [n for n in (args.references or "").split(",") if n.strip()]
+    if names:
+        from .spec.io import load_spec
+
+        for n in names:
+            try:
+                load_spec(n.strip())
+            except SpecError as exc:
+                raise UsageError(f"--references: {exc}") from None
+        _measure_references(run_dir, space, [n.strip() for n in names], args.storage, quiet=args.format == "json")
     files = make_report(run_dir, space)
     from .report.run import fidelity
 
+    refs = reference_rows(run_dir, space)
     if args.format == "json":
-        print(json.dumps({"run_dir": str(run_dir), "files": [str(f) for f in files], "fidelity": fidelity(run_dir)}, indent=2))
+        print(json.dumps({"run_dir": str(run_dir), "files": [str(f) for f in files], "fidelity": fidelity(run_dir),
+                          "references": refs}, indent=2))
     else:
         print("\n".join(str(f) for f in files))
         _print_fidelity(run_dir)
+        for r in refs:
+            print(f"reference {r['reference']}: {r['standing']}")
     return 0
 
 
@@ -295,7 +344,7 @@ def _print_fidelity(run_dir: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import example_input, load_network, to_code, to_onnx, to_torchscript
+    from .export import example_input, load_network, to_onnx, to_torchscript
 
     if not (args.onnx or args.torchscript or args.code):
         raise UsageError("export: give --onnx FILE, --torchscript FILE and/or --code FILE.py")
@@ -402,7 +451,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _, labels, _ = load_dataset(args.dataset, args.dataset_root, "test") if args.dataset.startswith("folder:") else (None, None, None)
     classes = int(labels.max()) + 1 if labels is not None else (classes or 10)
-    progress = None
+    on_event = None
     bar = None
     if args.evaluator == "train" and not args.quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -412,14 +461,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         task = bar.add_task("train", total=None, info="")
         bar.start()
 
-        def progress(event):
+        def show_step(event):
             if event.kind == "step":
                 bar.update(task, total=event.steps * event.epochs, completed=event.epoch * event.steps + event.step,
                            info=f"epoch {event.epoch + 1}/{event.epochs}" + (f" loss {event.loss:.3f}" if event.loss else ""))
             return None
+
+        on_event = show_step
     try:
         result = evaluate(spec.model_copy(update={"num_classes": classes}), args.evaluator, budget=budget, dataset=args.dataset,
-                          dataset_root=args.dataset_root, device=args.device, progress=progress)
+                          dataset_root=args.dataset_root, device=args.device, progress=on_event)
     finally:
         if bar is not None:
             bar.stop()
@@ -557,7 +608,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"archspace {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("validate", help="check a spec file; one line per problem")
+    s = sub.add_parser("validate", help="check a spec or a search-space file; one line for the first problem")
     s.add_argument("file")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_validate)
@@ -653,6 +704,9 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="rebuild a run's tables and plots")
     s.add_argument("run_dir")
     s.add_argument("--storage", help="the storage the run used, when not the run folder's study.db (only read)")
+    s.add_argument("--references", metavar="A,B", help="presets or spec files to train and time under the run's "
+                   "protocol and draw beside its trials (kept in RUN_DIR/references.csv; the space's own "
+                   "'references' are measured by the search)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_report)
 

@@ -190,7 +190,6 @@ def summarize(settings: dict, specs: list, runs_path: Path, out_path: Path, with
     runs = read_runs(runs_path)
     by = {(r["setting"], r["arch"]): r for r in runs}
     archs = [s.name for s in specs if ("reference", s.name) in by]
-    ref = np.array([float(by[("reference", a)]["top1"]) for a in archs])
     params = {a: float(by[("reference", a)]["params"]) for a in archs}
     rows = []
 

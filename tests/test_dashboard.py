@@ -31,7 +31,7 @@ def _get(url: str) -> dict:
 
 def test_dashboard_shows_metric_names_and_architectures(tmp_path):
     run = tmp_path / "run"
-    run_search(Space.model_validate(SPACE), run, progress=None)
+    run_search(Space.model_validate({**SPACE, "constraints": {"max_params": 6_000_000}}), run, progress=None)
     port = _free_port()
     exe = str(Path(sys.executable).with_name("optuna-dashboard"))
     server = subprocess.Popen([exe, f"sqlite:///{run / 'study.db'}", "--host",
@@ -50,8 +50,16 @@ def test_dashboard_shows_metric_names_and_architectures(tmp_path):
         server.wait(timeout=10)
     assert detail["objective_names"] == ["mparams", "gmacs"]
     assert len(detail["trials"]) == 3
+    verdicts = set()
     for t in detail["trials"]:
         attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
         assert attrs["arch"].count("|") == 3 and "w64-128-" in attrs["arch"]
+        # feasibility as Optuna constraints: params / limit - 1, positive when over the limit; the objectives are
+        # costs, known without training, so an infeasible sample is a COMPLETE trial the dashboard marks infeasible
+        mparams = json.loads(attrs["values"])["mparams"]
+        assert t["constraints"] == [pytest.approx(mparams / 6.0 - 1.0)]
+        assert t["state"] == "Complete" and (attrs["verdict"] == "infeasible") == (mparams > 6.0)
+        verdicts.add(attrs["verdict"])
+    assert verdicts == {"infeasible", "complete"}
     study_attrs = {a["key"]: a["value"] for a in detail.get("user_attrs", studies[0].get("user_attrs", []))}
     assert "MACs: smt-paper" in study_attrs["protocol"]

@@ -1,7 +1,6 @@
 """Every notebook executes on the CPU, re-running its experiment at a small budget (ARCHSPACE_NOTEBOOK_RERUN=1)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

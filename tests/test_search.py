@@ -109,8 +109,42 @@ def test_invalid_and_infeasible_samples_are_recorded(tmp_path):
             assert r["verdict"] == "invalid" and "block counts must be >= 0 and not all zero" in r["reason"]
         elif p["width3"] == 384:
             assert r["verdict"] == "infeasible" and "> max_params 6,000,000" in r["reason"]
+            assert r["state"] == "PRUNED" and r["mparams"] > 6.0 and r["accuracy"] is None  # not trained
         else:
-            assert r["verdict"] == "complete"
+            assert r["verdict"] == "complete" and r["state"] == "COMPLETE"
+    study = load(tmp_path / "run", "bad")
+    assert study.user_attrs["constraints"] == ["max_params: value / 6e+06 - 1"]
+    for t in study.get_trials(deepcopy=False):  # Optuna constraints: what samplers and optuna-dashboard read
+        if t.user_attrs["verdict"] == "invalid":
+            assert t.constraints == {}
+        else:
+            assert t.constraints["0"] == pytest.approx(t.user_attrs["values"]["mparams"] / 6.0 - 1.0)
+            assert (t.constraints["0"] > 0) == (t.user_attrs["verdict"] == "infeasible")
+    assert all(t.constraints["0"] <= 0 for t in study.best_trials)
+
+
+def test_infeasible_samples_trained_anyway_are_complete_and_never_on_the_front(tmp_path):
+    """``infeasible: train``: NSGA-II's constrained domination gets every objective of an over-limit sample."""
+    data = {**CHEAP, "name": "overlimit", "sampler": {"kind": "nsga2", "population_size": 4},
+            "params": [{"name": "width3", "path": "stages[2].width", "choices": [128, 256, 384]},
+                       {"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]}],
+            "constraints": {"max_params": 8_000_000, "infeasible": "train"}, "budget": {"trials": 10}}
+    run = tmp_path / "run"
+    run_search(load_space(write_space(tmp_path, data)), run)
+    rows = read_csv(run / "trials.csv")
+    over = [r for r in rows if r["mparams"] > 8.0]  # width 384
+    under = [r for r in rows if r["mparams"] <= 8.0]
+    assert over and under and len(rows) == 10
+    assert all(r["verdict"] == "infeasible" and r["state"] == "COMPLETE" and r["accuracy"] is not None for r in over)
+    assert all(r["verdict"] == "complete" for r in under)
+    front = read_csv(run / "pareto.csv")
+    assert front and all(r["mparams"] <= 8.0 for r in front)
+    # the best accuracy of all is an over-limit one (accuracy is the params score here), and it is not on the front
+    assert max(r["accuracy"] for r in over) > max(r["accuracy"] for r in front)
+    study = load(run, "overlimit")
+    assert {t.state.name for t in study.get_trials(deepcopy=False)} == {"COMPLETE"}
+    assert all(t.constraints["0"] <= 0 for t in study.best_trials)
+    assert sum(t.constraints["0"] > 0 for t in study.get_trials(deepcopy=False)) == len(over)
 
 
 def test_sigkill_mid_trial_then_resume(tmp_path):
@@ -261,6 +295,7 @@ def test_cpu_latency_is_calibrated_once_per_study_and_reused_on_resume(tmp_path)
 
 
 def test_log_tensorboard_writes_each_trials_curve_and_objectives(tmp_path):
+    """(The Ray backend's logging is tested with its ASHA test in test_ray.py.)"""
     pytest.importorskip("tensorboard", reason="TensorBoard is the tensorboard extra")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -278,9 +313,12 @@ def test_log_tensorboard_writes_each_trials_curve_and_objectives(tmp_path):
     assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--log", "tensorboard"]) == 0
     runs = sorted(p.name for p in (run / "tensorboard").iterdir())
     assert runs == ["trial_0000", "trial_0001"]
-    events = EventAccumulator(str(run / "tensorboard" / "trial_0000")).Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "test/top1", "objectives/accuracy", "objectives/mparams"} <= tags
-    assert len(events.Scalars("train/loss")) == 1 and events.Scalars("train/loss")[0].value > 0  # one epoch, its mean loss
-    assert 0 <= events.Scalars("test/top1")[0].value <= 100
+    for r in read_csv(run / "trials.csv"):
+        events = EventAccumulator(str(run / "tensorboard" / f"trial_{r['number']:04d}")).Reload()
+        tags = set(events.Tags()["scalars"])
+        assert {"train/loss", "test/top1", "objectives/accuracy", "objectives/mparams"} <= tags
+        assert len(events.Scalars("train/loss")) == 1 and events.Scalars("train/loss")[0].value > 0  # one epoch's mean loss
+        assert 0 <= events.Scalars("test/top1")[0].value <= 100
+        assert events.Scalars("objectives/accuracy")[0].value == pytest.approx(r["accuracy"], abs=1e-4)
+        assert events.Scalars("objectives/mparams")[0].value == pytest.approx(r["mparams"], abs=1e-5)
     assert main(["search", str(space_file), "--run-dir", str(tmp_path / "r2"), "--log", "wandb"]) == 2

@@ -1,7 +1,6 @@
 """Schema: validation messages, stacking values, YAML round trips, safe loading."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import yaml

@@ -45,8 +45,10 @@ def run_plot_data(run_dir: Path, objectives: Sequence[tuple[str, str]], referenc
     return fronts, hypervolume_curve(done, keys, dirs, reference=base)
 
 
-def with_presets(data: FrontData, presets: Sequence[dict], x_key: str = "latency_ms") -> FrontData:
-    """Add presets measured under the same protocol (rows of presets_cpu.csv) as reference points."""
-    refs = list(data.references) + [(float(p[x_key]), float(p["accuracy"]), str(p["preset"])) for p in presets
-                                    if p.get(x_key) is not None and p.get("accuracy") is not None]
+def with_references(data: FrontData, rows: Sequence[dict], name_key: str = "reference") -> FrontData:
+    """Add networks measured under the same protocol as the trials (rows of a run's references.csv, or any rows
+    naming the network in ``name_key``) as reference points; one over the space's limits says so."""
+    refs = list(data.references) + [
+        (float(r[data.x_key]), float(r[data.y_key]), str(r[name_key]) + (" (over limits)" if r.get("verdict") == "infeasible" else ""))
+        for r in rows if r.get(data.x_key) is not None and r.get(data.y_key) is not None]
     return data._replace(references=refs)

@@ -27,6 +27,11 @@ def _save(fig, path_stem: Path) -> list[Path]:
     return out
 
 
+def _wrap(label: str, width: int = 55) -> str:
+    """A long protocol label on two lines, broken after its first colon ('proxy top-1 (%):' / the protocol)."""
+    return label.replace(": ", ":\n", 1) if len(label) > width else label
+
+
 def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "", ax=None,
                x_label: Optional[str] = None, y_label: Optional[str] = None) -> list[Path]:
     """Scatter of all trials, the Pareto front highlighted (a line only where it has two points or more), every
@@ -51,8 +56,8 @@ def plot_front(data: FrontData, path_stem: Optional[Path] = None, title: str = "
         ax.scatter([x], [y], marker="*", s=160, color="#1f77b4", edgecolor="black", zorder=4,
                    label="reference (same protocol)" if i == 0 else None)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(7, 3), fontsize=7, color="#1f4e79")
-    ax.set_xlabel(x_label or LABELS.get(data.x_key, data.x_key), fontsize=8 if x_label else None)
-    ax.set_ylabel(y_label or LABELS.get(data.y_key, data.y_key), fontsize=8 if y_label else None)
+    ax.set_xlabel(_wrap(x_label or LABELS.get(data.x_key, data.x_key)), fontsize=8 if x_label else None)
+    ax.set_ylabel(_wrap(y_label or LABELS.get(data.y_key, data.y_key)), fontsize=8 if y_label else None)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"{LABELS.get(data.y_key)} vs {LABELS.get(data.x_key)}", fontsize=10)
     if ax.get_legend_handles_labels()[0]:

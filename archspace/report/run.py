@@ -25,6 +25,18 @@ def references(run_dir: Path) -> dict[int, str]:
     return {int(r["number"]): f"{Path(base).stem} (base)" for r in rows if r.get("reference") == "base"}
 
 
+def reference_rows(run_dir: Path, space: Space) -> list[dict]:
+    """The run's references measured under its protocol, with their standing against the current trials
+    (references.csv is rewritten with it)."""
+    from .references import read_references, with_standing, write_references
+
+    rows = read_references(run_dir, space)
+    if rows:
+        rows = with_standing(rows, read_csv(Path(run_dir) / "trials.csv"), space)
+        write_references(run_dir, rows)
+    return rows
+
+
 def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     """Write the Pareto plots (accuracy vs latency, vs FLOPs) and the hypervolume curve; returns the files."""
     from .pareto import run_plot_data
@@ -37,14 +49,18 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     objectives = [(o.key, o.direction) for o in space.objectives]
     refs = references(run_dir)
     fronts, curve = run_plot_data(run_dir, objectives, refs)
+    measured = reference_rows(run_dir, space)
     out = []
     names = {"latency_ms": "pareto_latency", "gmacs": "pareto_flops"}
     from .diagnostics import axis_labels
+    from .pareto import with_references
 
     labels = axis_labels(space)
     for data in fronts:
+        data = with_references(data, measured)
+        note = f"\n(stars: {len(measured)} reference(s) measured alike, not searched)" if measured else ""
         out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures, "
-                          f"front of {len(data.front)} over these two axes", x_label=labels[data.x_key],
+                          f"front of {len(data.front)} over these two axes{note}", x_label=labels[data.x_key],
                           y_label=labels[data.y_key])
     has_base = any(v.endswith("(base)") for v in refs.values())
     from ..search.results import protocol_words
@@ -93,6 +109,14 @@ def write_html(run_dir: Path, space: Space, labels: dict[str, str]) -> list[Path
                                      len(pts) == 1 else "lines+markers", name=name, text=text, hoverinfo="text+x+y",
                                      marker={"color": color, "size": 8 if name == "trials" else 10},
                                      line={"shape": "hv"}, showlegend=col == 1), row=1, col=col)
+        refs = [r for r in reference_rows(run_dir, space) if r.get(x) is not None and r.get("accuracy") is not None]
+        if refs:
+            fig.add_trace(go.Scatter(x=[r[x] for r in refs], y=[r["accuracy"] for r in refs], mode="markers+text",
+                                     name="references (same protocol, not searched)", text=[r["reference"] for r in refs],
+                                     textposition="top right", hovertext=[f"{r['reference']}<br>{r.get('arch') or ''}<br>"
+                                                                          f"{r.get('standing') or ''}" for r in refs],
+                                     hoverinfo="text+x+y", marker={"color": "#1f77b4", "size": 13, "symbol": "star"},
+                                     showlegend=col == 1), row=1, col=col)
         fig.update_xaxes(title_text=labels[x], row=1, col=col)
         fig.update_yaxes(title_text=labels["accuracy"], row=1, col=col)
     fig.update_layout(title=f"{space.name}: {len(rows)} complete trials", template="plotly_white", height=520)

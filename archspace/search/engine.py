@@ -29,9 +29,10 @@ from ..spec.errors import SpecError
 from .space import Space, base_spec, base_values, editable, grid, grid_size, suggest
 from .storage import check_url, open_storage
 from .store import write_results
-from .trial import VERDICTS, Outcome, evaluator_key, latency_calibration, run_trial, screen
+from .trial import VERDICTS, Outcome, evaluator_key, latency_calibration, run_trial, screen, settle_constraints
 
 SURPLUS = "surplus"
+CONSTRAINTS_KEY = "constraints"  # Optuna's trial system attribute for constraint values (feasible at <= 0)
 
 
 class TrialFailed(Exception):
@@ -172,6 +173,9 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, cr
         with contextlib.suppress(Exception):  # workers starting together: one of them writes it
             study.set_user_attr("space", space.model_dump(mode="json"))
             study.set_user_attr("protocol", protocol_words(space))
+            if space.constraints.names:
+                study.set_user_attr("constraints", [f"{n}: value / {getattr(space.constraints, n):g} - 1"
+                                                    for n in space.constraints.names])
     return study
 
 
@@ -192,6 +196,18 @@ def _enqueue_once(study: Any, space: Space) -> None:
             study.enqueue_trial(params, user_attrs={"enqueued": "grid:" + json.dumps(params, sort_keys=True)})
 
 
+def _calibration_candidates(study: Any, space: Space) -> list[tuple[float, str, dict]]:
+    """The latency calibrations written to a study that fit the space's protocol, earliest first."""
+    from ..measure.latency import Calibration
+
+    attrs = study.user_attrs
+    found = [(float(v["at"]), k, v["calibration"]) for k, v in attrs.items() if k.startswith("latency_calibration:")]
+    if "latency_calibration" in attrs:  # written by an earlier version: a single value
+        found.append((0.0, "latency_calibration", attrs["latency_calibration"]))
+    return [c for c in sorted(found, key=lambda c: (c[0], c[1]))
+            if Calibration.model_validate(c[2]).fits(space.measure.threads, space.measure.clock)]
+
+
 def agree_calibration(study: Any, space: Space) -> Any:
     """One latency calibration per study, agreed by every worker: the earliest one written wins.
 
@@ -199,27 +215,22 @@ def agree_calibration(study: Any, space: Space) -> Any:
     all read every candidate and use the earliest. A worker that starts later finds the winner
     already there and measures nothing, so all workers report latency in the same unit.
     """
-    from ..measure.latency import Calibration
-
-    def candidates() -> list[tuple[float, str, dict]]:
-        attrs = study.user_attrs
-        found = [(float(v["at"]), k, v["calibration"]) for k, v in attrs.items() if k.startswith("latency_calibration:")]
-        if "latency_calibration" in attrs:  # written by an earlier version: a single value
-            found.append((0.0, "latency_calibration", attrs["latency_calibration"]))
-        return sorted(found, key=lambda c: (c[0], c[1]))
-
-    def usable(found):
-        return [c for c in found if Calibration.model_validate(c[2]).fits(space.measure.threads, space.measure.clock)]
-
-    found = usable(candidates())
+    found = _calibration_candidates(study, space)
     if not found:
         cal = latency_calibration(space, None)
         if cal is None:
             return None
         key = f"latency_calibration:{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         study.set_user_attr(key, {"at": time.time(), "calibration": cal.model_dump(mode="json")})
-        found = usable(candidates())
+        found = _calibration_candidates(study, space)
     return latency_calibration(space, found[0][2])
+
+
+def study_calibration(study: Any, space: Space) -> Any:
+    """The calibration a study's trials used, read without writing; a new one when the study holds none that fits
+    the space's protocol; None when the space measures no calibrated CPU latency."""
+    found = _calibration_candidates(study, space)
+    return latency_calibration(space, found[0][2] if found else None)
 
 
 def rows_and_specs(study: Any, max_retries: int = 2) -> tuple[list[dict], dict[str, dict]]:
@@ -286,15 +297,16 @@ class _Objective:
             cached = self._cached(trial, out)
             if cached is not None:
                 out.values = dict(cached.user_attrs.get("values", {}))
+                settle_constraints(self.space, out, final=True)
                 self._record(trial, out, cached_from=cached.number)
                 return out.objective_values(self.space)
             if self.progress is not None:
                 self.progress.trial_started(trial.number, out)
             out = run_trial(self.space, out, self._pruning(trial), self.calibration)
         self._record(trial, out)
-        if out.verdict == "complete":
-            return out.objective_values(self.space)
-        if out.verdict == "pruned":
+        if out.verdict == "complete" or (out.verdict == "infeasible" and out.has_objectives(self.space)):
+            return out.objective_values(self.space)  # an infeasible one trained anyway is COMPLETE, never on a front
+        if out.verdict in ("pruned", "infeasible"):  # infeasible, not trained: PRUNED, so samplers use its constraints
             raise optuna.TrialPruned(out.reason)
         raise TrialFailed(out.reason or out.verdict)
 
@@ -331,7 +343,16 @@ class _Objective:
     def _record(self, trial: Any, out: Outcome, **extra: Any) -> None:
         for k, v in {**out.attrs(), **extra}.items():
             trial.set_user_attr(k, v)
+        if out.constraints:
+            record_constraints(trial, out.constraint_values())
         self.outcome = out
+
+
+def record_constraints(trial: Any, values: list[float]) -> None:
+    """A running trial's Optuna constraint values, in the list form ``constraints_func`` writes: every sampler
+    reads it (NSGA-II's constrained domination, TPE's infeasible split, ``study.best_trials``) and so does
+    optuna-dashboard (0.21 shows no other form). Written once, before the trial ends."""
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, list(values))
 
 
 def run_search(

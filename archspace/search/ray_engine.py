@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +20,17 @@ from typing import Any, Optional
 
 import optuna
 
-from .engine import make_sampler
+from .engine import make_sampler, record_constraints
 from .trial import latency_calibration, run_trial, screen
 from .space import Space, base_values, suggest
 from .storage import open_storage
 from .store import write_results
 from ..vocab import VALUE_COLUMNS
 
-SENTINEL = 1e12  # objective value reported for a sample that could not be evaluated (never on a front)
+logger = logging.getLogger(__name__)
+
+SENTINEL = 1e12  # objective value Tune sees for a sample that could not be evaluated (never on a front, never told to Optuna)
+STOPPED = "stopped.json"  # written in a trial folder when Tune's scheduler (ASHA) stopped the trial early
 
 
 def _ray():
@@ -103,22 +108,32 @@ def _trainable(space_json: str, calibration_json: Optional[str] = None):
         values = {p.name: config[p.name] for p in space.params}
         out = screen(space, values)
 
+        single = len(space.objectives) == 1
+
         def report_fidelity(event: Any) -> Optional[bool]:
-            if getattr(event, "kind", None) == "fidelity" and len(space.objectives) == 1 and event.top1 is not None:
+            # intermediate fidelities only: ASHA stops a trial whose report reaches max_t, so the last epoch is
+            # reported once, with the trial's outcome
+            if getattr(event, "kind", None) == "fidelity" and single and event.top1 is not None and event.epoch < event.epochs:
                 tune.report({"accuracy": 100.0 * event.top1, "epoch": event.epoch, "verdict": "running"})
             return None
 
         out = run_trial(space, out, report_fidelity, calibration)
         metrics: dict[str, Any] = {"verdict": out.verdict, "reason": out.reason or "", "spec_hash": out.spec_hash or "",
                                    "seconds": out.seconds, "spec_json": json.dumps(out.attrs()["spec"]) if out.spec else "",
-                                   "node": ray.get_runtime_context().get_node_id()}
+                                   "node": ray.get_runtime_context().get_node_id(),
+                                   "constraints": json.dumps(out.constraint_values()) if out.constraints else ""}
+        evaluated = out.verdict == "complete" or (out.verdict == "infeasible" and out.has_objectives(space))
         for o in space.objectives:
             v = out.values.get(o.key)
-            if v is None or out.verdict != "complete" or not math.isfinite(v):
+            if v is None or not evaluated or not math.isfinite(v):
                 v = -SENTINEL if o.direction == "maximize" else SENTINEL
             metrics[o.key] = v
-        for k in VALUE_COLUMNS:
-            metrics.setdefault(k, out.values.get(k, float("nan")))
+        metrics["values_json"] = json.dumps({k: v for k, v in out.values.items() if math.isfinite(v)})
+        if single and out.accuracy and out.accuracy.get("epochs_done"):
+            metrics["epoch"] = out.accuracy["epochs_done"]
+        metrics["arch"] = out.spec.label() if out.spec is not None else ""
+        acc = out.accuracy or {}
+        metrics["curves_json"] = json.dumps({k: acc[k] for k in ("loss_curve", "fidelities") if acc.get(k)})
         tune.report(metrics)
 
     return run
@@ -181,13 +196,22 @@ def read_trials(ray_dir: Path, name: str) -> list[RayTrial]:
                     except ValueError:
                         pass  # a line cut by a kill
             final = next((r for r in reversed(reports) if r.get("verdict") not in (None, "running")), None)
+            if final is None and (tdir / STOPPED).exists():  # stopped early by the scheduler, not cut off by a kill
+                final = json.loads((tdir / STOPPED).read_text())
             error = None
             if final is None and (tdir / "error.txt").exists():
                 lines = [ln for ln in (tdir / "error.txt").read_text().splitlines() if ln.strip()]
                 error = lines[-1].strip()[:300] if lines else "Ray trial error"
-            started = min((float(r["timestamp"]) for r in reports if "timestamp" in r), default=params.stat().st_mtime)
+            started = params.stat().st_mtime
             trials.append(RayTrial(k, tdir.name, config, started, final, error))
-    return sorted(trials, key=lambda t: (t.segment, t.started, t.name))
+    return sorted(trials, key=lambda t: (t.segment, tag_index(t.name), t.started, t.name))
+
+
+def tag_index(folder: str) -> int:
+    """The creation index Tune puts in a trial folder's name (``run_<id>_<index>_<config>_<date>``): trials are
+    numbered by it, so a number never shifts when folders are copied to the run directory later."""
+    m = re.match(r"^[A-Za-z0-9]+_[0-9a-f]+(?:_[0-9]+)?_([0-9]+)_", folder)
+    return int(m.group(1)) if m else 0
 
 
 def _rows(space: Space, trials: list[RayTrial], base: Optional[dict]) -> tuple[list[dict], dict[str, dict]]:
@@ -203,12 +227,12 @@ def _rows(space: Space, trials: list[RayTrial], base: Optional[dict]) -> tuple[l
                                "worker": (m.get("node") or "")[:12] or None, "seconds": m.get("seconds")}
         if t.final is not None:
             verdict = m.get("verdict")
-            row.update(state="COMPLETE" if verdict == "complete" else "FAIL", verdict=verdict,
+            values = json.loads(m["values_json"]) if m.get("values_json") else {  # runs of earlier versions
+                k: m[k] for k in VALUE_COLUMNS if verdict == "complete" and isinstance(m.get(k), (int, float))
+                and math.isfinite(m[k])}
+            row.update(state=optuna_state(space, verdict, values).name, verdict=verdict,
                        reason=m.get("reason") or None, spec_hash=m.get("spec_hash") or None)
-            if verdict == "complete":
-                for k in VALUE_COLUMNS:
-                    v = m.get(k)
-                    row[k] = v if isinstance(v, (int, float)) and math.isfinite(v) else None
+            row.update({k: values[k] for k in VALUE_COLUMNS if k in values})
             if m.get("spec_json"):
                 specs[m["spec_hash"]] = json.loads(m["spec_json"])
         elif t.error is not None:
@@ -226,6 +250,46 @@ def _rows(space: Space, trials: list[RayTrial], base: Optional[dict]) -> tuple[l
     return rows, specs
 
 
+def optuna_state(space: Space, verdict: Optional[str], values: dict) -> "optuna.trial.TrialState":
+    """The Optuna state of an ended trial, as the Optuna engine records it: COMPLETE when every objective is
+    known (an infeasible sample trained anyway included), PRUNED when stopped early or infeasible and not
+    trained (its constraint values still count), FAIL otherwise."""
+    from optuna.trial import TrialState
+
+    known = all(isinstance(values.get(o.key), (int, float)) for o in space.objectives)
+    if verdict in ("complete", "infeasible") and known:
+        return TrialState.COMPLETE
+    return TrialState.PRUNED if verdict in ("pruned", "infeasible") else TrialState.FAIL
+
+
+def _searcher(arch_space: Space, **kwargs: Any) -> Any:
+    """Ray's ``OptunaSearch``, telling its study what archspace's own engine would: the trial's constraint
+    values, and COMPLETE/PRUNED/FAIL by verdict (never the sentinel values Tune sees for unevaluated samples)."""
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    keys = [o.key for o in arch_space.objectives]
+
+    class Searcher(OptunaSearch):
+        def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return super().on_trial_complete(trial_id, result, error)
+            r, ot_trial = result or {}, self._ot_trials[trial_id]
+            if r.get("constraints"):
+                record_constraints(ot_trial, json.loads(r["constraints"]))
+            values = json.loads(r.get("values_json") or "{}")
+            verdict = r.get("verdict")
+            verdict = "pruned" if verdict in (None, "running") else verdict  # stopped by the scheduler mid-training
+            state = TrialState.FAIL if error else optuna_state(arch_space, verdict, values)
+            try:
+                self._ot_study.tell(ot_trial, [values[k] for k in keys] if state == TrialState.COMPLETE else None, state=state)
+            except Exception as exc:  # noqa: BLE001 - as OptunaSearch: a tell that fails must not stop the experiment
+                logger.warning("sampler study: %s", exc)
+            self._completed_trials.add(trial_id)
+
+    return Searcher(**kwargs)
+
+
 def _settle_sampler_study(storage: Any, study_name: str) -> list[dict]:
     """Fail the sampler-study trials a killed driver left RUNNING (one driver per run directory) and return
     the parameters of those still WAITING (enqueued but never asked: the next experiment asks them first)."""
@@ -241,6 +305,45 @@ def _settle_sampler_study(storage: Any, study_name: str) -> list[dict]:
     return [dict(t.params) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
 
 
+def _run_callback(tune: Any, space: Space, ray_dir: Path, segment: int, log: Any = None) -> Any:
+    """A Tune callback on the driver: marks a trial its scheduler stopped early (its last report still says
+    "running") so the run reads it as pruned, not as cut off by a killed driver; and, with ``log``
+    (:class:`archspace.search.tracking.TensorBoardLog`), writes every ended trial under its trials.csv number."""
+    from ..files import atomic_write_text
+    from .trial import Outcome
+
+    def number_of(trial: Any) -> int:
+        """Its trials.csv number: the trials of earlier invocations (already in the run directory), then this
+        experiment's trials by creation index (its folder reaches the run directory only when Tune syncs it)."""
+        earlier = sum(t.segment < segment for t in read_trials(ray_dir, space.name))
+        return earlier + max(tag_index(Path(trial.local_path).name), 1) - 1
+
+    def track(trial: Any, result: dict) -> None:
+        if log is None or not trial.local_path:
+            return
+        n = number_of(trial)
+        curves = json.loads(result.get("curves_json") or "{}")
+        out = Outcome(verdict=result["verdict"], reason=result.get("reason") or None, accuracy=curves or None,
+                      values=json.loads(result.get("values_json") or "{}"))
+        log.trial(n, out, label=result.get("arch") or "")
+
+    class Callback(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("verdict") not in (None, "running"):
+                track(trial, result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            last = trial.last_result or {}
+            if last.get("verdict") == "running" and trial.local_path:
+                epoch = last.get("epoch")
+                values = {"accuracy": last["accuracy"]} if isinstance(last.get("accuracy"), (int, float)) else {}
+                stopped = {"verdict": "pruned", "reason": f"stopped by ASHA after epoch {epoch}", "values_json": json.dumps(values)}
+                atomic_write_text(Path(trial.local_path) / STOPPED, json.dumps(stopped) + "\n")
+                track(trial, stopped)
+
+    return Callback()
+
+
 def _progress_callback(progress: Any, tune: Any, done: int) -> Any:
     """A Tune callback that forwards finished trials to archspace's progress display."""
 
@@ -250,8 +353,7 @@ def _progress_callback(progress: Any, tune: Any, done: int) -> Any:
             if result.get("verdict") in (None, "running"):
                 return
             out = SimpleNamespace(verdict=result["verdict"], reason=result.get("reason") or None,
-                                  values={k: result[k] for k in VALUE_COLUMNS
-                                          if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])})
+                                  values=json.loads(result.get("values_json") or "{}"))
             if out.verdict != "complete":
                 progress.failures += 1
             progress.trial_done(done, out, {})
@@ -262,7 +364,7 @@ def _progress_callback(progress: Any, tune: Any, done: int) -> Any:
 
 def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, storage: Optional[str] = None,
             progress: Any = None, num_cpus: Optional[int] = None, cpus_per_trial: float = 1.0,
-            gpus_per_trial: float = 0.0) -> dict[str, Any]:
+            gpus_per_trial: float = 0.0, log: Any = None) -> dict[str, Any]:
     """Run (or resume) a search on a local Ray instance or the cluster at ``address``.
 
     Each invocation is one Tune experiment (``run_dir/ray/<name>-<k>``) that runs the trials still
@@ -270,9 +372,10 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
     left unfinished are run again first (at most ``workers.max_retries`` times each). The sampler's
     study lives in ``storage`` (or a journal file in the run directory), so every experiment samples
     with the whole history. Concurrency comes from the cluster's resources, not this machine's CPUs.
+    ``log`` (:class:`archspace.search.tracking.TensorBoardLog`) gets every trial as it ends, written on
+    the driver from the trial's reports, so it works for trials on any node.
     """
     ray, tune = _ray()
-    from ray.tune.search.optuna import OptunaSearch
 
     run_dir = Path(run_dir).resolve()
     ray_dir = run_dir / "ray"
@@ -301,21 +404,23 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
         if base is not None and not any(r["reference"] == "base" for r in rows) and base not in points + waiting:
             points.append(base)
         points = points[:max(0, remaining - len(waiting))]
-        searcher = OptunaSearch(space=DefineByRun(space), storage=sampler_storage, study_name=study_name,
-                                metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
-                                points_to_evaluate=points or None, sampler=PicklableSampler(space, space.seed))
+        searcher = _searcher(space, space=DefineByRun(space), storage=sampler_storage, study_name=study_name,
+                             metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
+                             points_to_evaluate=points or None, sampler=PicklableSampler(space, space.seed + len(ended)))
         cluster_cpus = ray.cluster_resources().get("CPU", 1)  # the cluster's CPUs, not this machine's
         searcher = tune.search.ConcurrencyLimiter(searcher, max_concurrent=max(1, int(cluster_cpus // max(cpus_per_trial, 1e-9))))
         scheduler = None
         if single and space.evaluator.kind == "train":
             from ray.tune.schedulers import ASHAScheduler
 
-            epochs = int(space.evaluator.budget.get("epochs", 2))
+            from ..evaluate import TrainBudget
+
+            epochs = TrainBudget.for_device(space.evaluator.device, **space.evaluator.budget).epochs
             scheduler = ASHAScheduler(time_attr="epoch", max_t=max(epochs, 1), grace_period=1, reduction_factor=3)
         trainable = tune.with_resources(_trainable(space.model_dump_json(), _run_calibration(space, run_dir)),
                                         {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
         segment = len(_segments(ray_dir, space.name))
-        callbacks = []
+        callbacks = [_run_callback(tune, space, ray_dir, segment, log)]
         if progress is not None:
             progress.start(space.budget.trials, len(ended))
             callbacks.append(_progress_callback(progress, tune, len(rows)))

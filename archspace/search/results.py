@@ -20,7 +20,7 @@ PROTOCOL = ["evaluator", "dataset", "train_device", "train_epochs", "train_image
             "train_stem_stride", "train_width_mult", "gmacs_convention", "latency_device", "latency_batch",
             "latency_resolution", "latency_threads"]
 STRINGS = {"state", "verdict", "reason", "arch", "spec_hash", "reference", "worker", "evaluator", "dataset",
-           "train_device", "gmacs_convention", "latency_device"}
+           "train_device", "gmacs_convention", "latency_device", "standing", "protocol_key"}
 INTS = {"number", "cached_from", "retry_of", "train_epochs", "train_images", "test_images", "train_resolution",
         "train_stem_stride", "latency_batch", "latency_resolution", "latency_threads"}
 PARAM = "param_"

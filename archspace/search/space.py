@@ -100,12 +100,43 @@ class Objective(Spec):
 
 
 class Constraints(Spec):
-    """Hard limits checked with the cheap complexity (latency: measured) before any training."""
+    """Hard limits, checked with the cheap complexity (latency: measured) before any training.
+
+    Each limit is an Optuna constraint of every trial, ``value / limit - 1`` (feasible at 0 or below,
+    in the order of :attr:`names`), so NSGA-II's constrained domination, TPE and optuna-dashboard see
+    feasibility. ``infeasible`` says what happens to a sample over a limit: ``skip`` (default) does not
+    train it (an Optuna PRUNED trial when an objective needs training, COMPLETE when every objective is
+    a cost); ``train`` trains it anyway (a COMPLETE trial), which costs a training per such sample and
+    shows what the limit costs in accuracy. Either way its verdict is ``infeasible`` and it is never on
+    the front.
+    """
 
     max_params: Optional[BigInt] = None
     max_flops: Optional[PosFloat] = None
     flops_convention: Convention = "smt-paper"
     max_latency_ms: Optional[PosFloat] = None
+    infeasible: Literal["skip", "train"] = "skip"
+
+    @property
+    def names(self) -> list[str]:
+        """The limits this space sets, in the order of the trials' Optuna constraint values."""
+        return [n for n in ("max_params", "max_flops", "max_latency_ms") if getattr(self, n) is not None]
+
+    def violations(self, cost: dict[str, int], latency_ms: Optional[float] = None) -> dict[str, Optional[float]]:
+        """``value / limit - 1`` per limit (> 0: violated); None for latency not measured (yet)."""
+        measured = {"max_params": cost["params"], "max_flops": cost[self.flops_convention], "max_latency_ms": latency_ms}
+        return {n: None if measured[n] is None else measured[n] / getattr(self, n) - 1.0 for n in self.names}
+
+    def first_violation(self, cost: dict[str, int], latency_ms: Optional[float] = None) -> Optional[str]:
+        """The first violated limit, as a sentence, or None."""
+        v = self.violations(cost, latency_ms)
+        if (v.get("max_params") or 0) > 0:
+            return f"params {cost['params']:,} > max_params {self.max_params:,}"
+        if (v.get("max_flops") or 0) > 0:
+            return f"{self.flops_convention} MACs {cost[self.flops_convention]:.4g} > max_flops {self.max_flops:.4g}"
+        if (v.get("max_latency_ms") or 0) > 0:
+            return f"latency {latency_ms:.2f} ms > max_latency_ms {self.max_latency_ms}"
+        return None
 
 
 class Evaluator(Spec):
@@ -185,6 +216,7 @@ class Space(Spec):
     seed: int = 0
     num_classes: PosInt = 10
     enqueue_base: bool = True
+    references: list[str] = Field(default_factory=list, max_length=32)  # presets or spec files measured beside the trials
     description: str = ""
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -442,10 +474,14 @@ def load_space(path: Union[str, Path]) -> Space:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping with base, params, objectives")
+    def beside(ref: Any) -> Any:  # a spec file named relative to the space file
+        candidate = path.parent / ref if isinstance(ref, str) else None
+        return str(candidate) if candidate is not None and candidate.suffix in (".yaml", ".yml") and candidate.exists() else ref
+
     if isinstance(data.get("base"), str):
-        candidate = (path.parent / data["base"])
-        if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-            data = {**data, "base": str(candidate)}
+        data = {**data, "base": beside(data["base"])}
+    if isinstance(data.get("references"), list):
+        data = {**data, "references": [beside(r) for r in data["references"]]}
     for i, obj in enumerate(data.get("objectives") or []):
         if isinstance(obj, dict) and "metric" in obj and "direction" not in obj:
             raise SpecError(f"{path}: objectives[{i}].direction: missing (use maximize or minimize)")
@@ -463,6 +499,11 @@ def check_space(space: Space, source: str = "space") -> None:
         base = base_spec(space)
     except SpecError as exc:
         raise SpecError(f"{source}: base: {exc}") from None
+    for i, ref in enumerate(space.references):
+        try:
+            load_spec(ref)
+        except SpecError as exc:
+            raise SpecError(f"{source}: references[{i}]: {exc}") from None
     for label, variant in space.variants.items():
         try:
             spec_from_dict(variant, f"variants.{label}")

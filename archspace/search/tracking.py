@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..spec.errors import SpecError
 
@@ -23,8 +23,9 @@ class TensorBoardLog:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
-    def trial(self, number: int, outcome: Any) -> Path:
-        """Write one finished trial; returns its run folder."""
+    def trial(self, number: int, outcome: Any, label: Optional[str] = None) -> Path:
+        """Write one finished trial (an :class:`~archspace.search.trial.Outcome`; ``label``: its architecture
+        when the outcome holds no spec); returns its run folder."""
         path = self.log_dir / f"trial_{number:04d}"
         writer = self._writer(log_dir=str(path))
         try:
@@ -35,7 +36,8 @@ class TensorBoardLog:
                 writer.add_scalar("test/top1", 100.0 * float(point["top1"]), int(point["epoch"]))
             for key, value in outcome.values.items():
                 writer.add_scalar(f"objectives/{key}", float(value), 0)
-            label = outcome.spec.label() if outcome.spec is not None else ""
+            if label is None:
+                label = outcome.spec.label() if outcome.spec is not None else ""
             writer.add_text("trial", f"verdict {outcome.verdict}" + (f" ({outcome.reason})" if outcome.reason else "")
                             + (f"; {label}" if label else ""), 0)
         finally:

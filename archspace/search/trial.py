@@ -43,6 +43,17 @@ class Outcome:
     accuracy: Optional[dict] = None
     seed: int = 0
     seconds: float = 0.0
+    constraints: dict[str, Optional[float]] = field(default_factory=dict)  # value / limit - 1 per limit; None: not measured
+
+    def constraint_values(self) -> list[float]:
+        """The Optuna constraint values (feasible at <= 0); a limit not measured (the latency of a sample
+        already over another limit) counts as met."""
+        return [0.0 if v is None else float(v) for v in self.constraints.values()]
+
+    def has_objectives(self, space: Space) -> bool:
+        """Every objective has a finite value: a complete trial, or an infeasible one trained anyway."""
+        return all(isinstance(self.values.get(o.key), (int, float)) and math.isfinite(self.values[o.key])
+                   for o in space.objectives)
 
     @property
     def cache_key(self) -> str:
@@ -76,16 +87,16 @@ def _metrics(space: Space, cost: dict[str, int]) -> dict[str, float]:
     return {"mparams": cost["params"] / 1e6, "gmacs": cost[conv] / 1e9}
 
 
-def check_constraints(space: Space, cost: dict[str, int], latency_ms: Optional[float] = None) -> Optional[str]:
-    """The first violated constraint, as a sentence, or None."""
+def settle_constraints(space: Space, out: Outcome, *, final: bool) -> Outcome:
+    """Record the space's constraint values on ``out``; a violation ends it as ``infeasible`` now under the
+    ``skip`` policy, and only once it is evaluated (``final``) under ``train``."""
     c = space.constraints
-    if c.max_params is not None and cost["params"] > c.max_params:
-        return f"params {cost['params']:,} > max_params {c.max_params:,}"
-    if c.max_flops is not None and cost[c.flops_convention] > c.max_flops:
-        return f"{c.flops_convention} MACs {cost[c.flops_convention]:.4g} > max_flops {c.max_flops:.4g}"
-    if c.max_latency_ms is not None and latency_ms is not None and latency_ms > c.max_latency_ms:
-        return f"latency {latency_ms:.2f} ms > max_latency_ms {c.max_latency_ms}"
-    return None
+    latency = out.values.get("latency_ms")
+    out.constraints = c.violations(out.cost, latency)
+    problem = c.first_violation(out.cost, latency)
+    if problem and out.verdict == "complete" and (final or c.infeasible == "skip"):
+        out.fail("infeasible", problem)
+    return out
 
 
 def memory_limit_bytes() -> Optional[int]:
@@ -113,17 +124,23 @@ def screen(space: Space, values: dict[str, Any], base: Optional[dict] = None) ->
         spec = spec_for(space, values, base)
     except SpecError as exc:
         return Outcome(verdict="invalid", reason=str(exc), seconds=time.perf_counter() - t0)
+    out = screen_spec(space, spec, seed_of(space, values))
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def screen_spec(space: Space, spec: "NetSpec", seed: int) -> Outcome:
+    """:func:`screen` for a spec already made (a sample's, or a reference network's)."""
+    t0 = time.perf_counter()
     cost = complexity(spec, space.measure.resolution, num_classes=space.num_classes)
     out = Outcome(verdict="complete", spec=spec, spec_hash=spec_hash(spec), cost=cost, values=_metrics(space, cost),
-                  seed=seed_of(space, values))
-    problem = check_constraints(space, cost)
+                  seed=seed)
+    settle_constraints(space, out, final=False)
     limit = memory_limit_bytes()
     need = cost["params"] * BYTES_PER_PARAM_TRAINING
-    if problem:
-        out.fail("infeasible", problem)
-    elif limit is not None and need > limit:
-        out.fail("infeasible", f"{cost['params']:,} params need about {need / 2**30:.1f} GiB to train, more than the "
-                               f"{limit / 2**30:.1f} GiB this process may use")
+    if out.verdict == "complete" and limit is not None and need > limit:  # this machine's limit, not the space's
+        out.fail("failed", f"{cost['params']:,} params need about {need / 2**30:.1f} GiB to train, more than the "
+                           f"{limit / 2**30:.1f} GiB this process may use")
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -154,6 +171,7 @@ def run_trial(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any
             if v is None or not math.isfinite(v):
                 out.fail("failed", f"non-finite {o.metric} ({v})")
                 break
+        settle_constraints(space, out, final=True)
     out.seconds += time.perf_counter() - t0
     return out
 
@@ -184,9 +202,7 @@ def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> 
         out.latency = rec.model_dump(mode="json")
         out.values["latency_ms"] = rec.median_ms
         out.values["images_per_s"] = rec.images_per_s
-        problem = check_constraints(space, out.cost, rec.median_ms)
-        if problem:
-            out.fail("infeasible", problem)
+        if settle_constraints(space, out, final=False).verdict != "complete":
             return
     ev = space.evaluator
     from ..evaluate import TrainBudget, evaluate
