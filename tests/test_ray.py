@@ -47,22 +47,6 @@ def test_import_archspace_is_light():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
-def test_ray_backend_local_instance(tmp_path):
-    space_file = tmp_path / "raytiny.yaml"
-    space_file.write_text(yaml.safe_dump(SPACE))
-    run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "archspace.cli", "search", str(space_file), "--run-dir", str(run),
-                           "--backend", "ray", "--quiet"], capture_output=True, text=True, timeout=400, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-1500:]
-    rows = read_csv(run / "trials.csv")
-    assert len(rows) == 4 and all(r["verdict"] == "complete" for r in rows)
-    assert sum(r["reference"] == "base" for r in rows) == 1
-    base = next(r for r in rows if r["reference"] == "base")
-    assert base["mparams"] == pytest.approx(6.12705)
-    assert (run / "pareto.csv").exists() and list((run / "pareto").glob("*.yaml"))
-    assert (run / "pareto_flops.png").exists() and (run / "hypervolume.svg").exists()
-
-
 def test_ray_run_keeps_one_latency_calibration_in_the_run_dir(tmp_path):
     from archspace.search.ray_engine import _run_calibration
     from archspace.search.space import Space
@@ -85,8 +69,8 @@ CONSTRAINED = {**SPACE, "name": "raycons", "params": [{"name": "heads", "path": 
 
 
 def test_ray_backend_runs_every_sampler_kind_and_records_constraints(tmp_path):
-    """NSGA-II (the default, which holds a lock Ray cannot pickle), TPE, random, GP and grid, on one local Ray instance;
-    then a sample over max_params: not trained, PRUNED with its constraint value in the sampler's study (as the
+    """NSGA-II (the default, which holds a lock Ray cannot pickle), TPE, random, GP and grid, on one local Ray instance,
+    each a whole run (trials.csv, the front); then a sample over max_params: not trained, PRUNED with its constraint value in the sampler's study (as the
     Optuna engine records it)."""
     import optuna
 
@@ -107,6 +91,12 @@ print(json.dumps(out))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {k: 2 for k in ("nsga2", "tpe", "random", "gp", "grid")}
+    default = tmp_path / "nsga2"  # a whole run's outputs: the base network enqueued once, the front, the plots
+    rows = read_csv(default / "trials.csv")
+    assert len(rows) == 2 and all(r["verdict"] == "complete" for r in rows)
+    base = [r for r in rows if r["reference"] == "base"]
+    assert len(base) == 1 and base[0]["mparams"] == pytest.approx(6.12705)
+    assert (default / "pareto.csv").exists() and list((default / "pareto").glob("*.yaml"))
     run = tmp_path / "cons"
     rows = {r["param_heads"]: r for r in read_csv(run / "trials.csv")}
     assert rows[1]["verdict"] == "complete" and rows[1]["state"] == "COMPLETE" and rows[1]["mparams"] < 6.11
@@ -161,6 +151,8 @@ def test_ray_multi_node_cluster_driver_killed_and_resumed_with_a_new_budget(tmp_
     assert proc.returncode == 0, proc.stderr[-1500:]
     summary = json.loads(proc.stdout)
     assert summary["trials"] == 8 and summary["complete"] == 8
+    assert {Path(f).name for f in summary["files"]} >= {"pareto_flops.png", "hypervolume.svg"}
+    assert (run / "pareto_flops.png").exists() and (run / "hypervolume.svg").exists()
     rows = read_csv(run / "trials.csv")
     ended = [r for r in rows if r["verdict"] != "killed"]
     assert len(ended) == 8 and all(r["verdict"] == "complete" for r in ended)

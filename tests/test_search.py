@@ -151,7 +151,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     data = {**CHEAP, "name": "killme",
             "evaluator": {"kind": "train", "budget": {"epochs": 1, "train_subset": 300, "test_subset": 100,
                                                       "resolution": 32, "batch_size": 50, "threads": 1}},
-            "budget": {"trials": 4}, "workers": {"heartbeat_s": 1, "grace_s": 3}}
+            "budget": {"trials": 3}, "workers": {"heartbeat_s": 1, "grace_s": 3}}
     space_file = write_space(tmp_path, data)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "archspace.cli", "search", str(space_file), "--run-dir", str(run), "--quiet"]
@@ -171,7 +171,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
                 continue
             done = [t for t in trials if finished(t)]
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
-            if len(done) >= 2 and running:
+            if done and running:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 killed_number = running[0].number
@@ -181,12 +181,12 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert killed_number is not None, "never saw a running trial after two finished ones"
+    assert killed_number is not None, "never saw a running trial after a finished one"
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-800:]
     trials = load(run, "killme").get_trials(deepcopy=False)
     done = [t for t in trials if finished(t)]
-    assert len(done) == 4  # the budget, reached exactly
+    assert len(done) == 3  # the budget, reached exactly
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     for number, values in before.items():  # every trial finished before the kill is kept, unchanged, once
