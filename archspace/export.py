@@ -1,36 +1,20 @@
 """Take an architecture out of archspace: ONNX and TorchScript files, with the weights you trained or converted.
 
 ``load_network`` builds a spec, preset or Pareto YAML (``runs/<space>/pareto/*.yaml``) and loads a
-state dict into it; ``to_onnx`` and ``to_torchscript`` write the files and check them against the eager
-model on one input, returning the largest absolute logit difference.
+state dict into it; ``to_onnx`` (dynamic batch axis) and ``to_torchscript`` write the files and check them against
+the eager model, returning the largest absolute logit difference.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
+from .measure.latency.runtimes import quiet_export
 from .spec.errors import SpecError
-
-
-@contextlib.contextmanager
-def quiet_export() -> Iterator[None]:
-    """Silence the ONNX exporter's progress lines and warnings (printed to stdout/stderr and logs)."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def load_network(source: Any, weights: Optional[Union[str, Path]] = None, num_classes: Optional[int] = None) -> nn.Module:
@@ -68,22 +52,27 @@ def example_input(model: nn.Module, resolution: int = 224, batch: int = 1, seed:
 
 
 def to_onnx(model: nn.Module, path: Union[str, Path], x: torch.Tensor) -> float:
-    """Write ``model`` (eval, traced at ``x``) to ONNX; return max |logits(ONNX Runtime) - logits(eager)| on ``x``."""
+    """Write ``model`` (eval) to ONNX with a dynamic batch axis; return max |logits(ONNX Runtime) - logits(eager)| over ``x``
+    and a batch of two (``x``'s first image and its mirror)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    pair = torch.cat([x[:1], x[:1].flip(-1)])  # traced at batch 2: an example batch of 1 would fix the axis at 1
     with quiet_export(), torch.no_grad():
-        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["output"], dynamo=True,
-                          external_data=False)
+        torch.onnx.export(model, (pair,), str(path), input_names=["input"], output_names=["output"], dynamo=True,
+                          external_data=False, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
     try:
         import onnxruntime as ort
     except ImportError:
         raise SpecError("--onnx: checking the file needs ONNX Runtime: pip install 'archspace[onnx]'") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = session.run(None, {"input": x.numpy()})[0]
-    with torch.no_grad():
-        ref = model(x)
-    return float((torch.from_numpy(out) - ref).abs().max())
+    worst = 0.0
+    for batch in (x, pair):
+        out = session.run(None, {"input": batch.numpy()})[0]
+        with torch.no_grad():
+            ref = model(batch)
+        worst = max(worst, float((torch.from_numpy(out) - ref).abs().max()))
+    return worst
 
 
 def to_torchscript(model: nn.Module, path: Union[str, Path], x: torch.Tensor) -> float:
@@ -214,7 +203,7 @@ def to_code(spec: Any, path: Union[str, Path], num_classes: Optional[int] = None
     ``state_dict`` keys and the same logits as ``archspace.build(spec, num_classes)``."""
     import inspect
 
-    from . import __version__
+    from ._version import __version__
     from .blocks import REGISTRY
     from .spec.io import load_spec
 
@@ -243,3 +232,21 @@ def build(num_classes: Optional[int] = {num_classes!r}) -> HybridNet:
 
     atomic_write_text(path, text)
     return path
+
+
+def check_code(source: Any, path: Union[str, Path], model: nn.Module, x: torch.Tensor,
+               num_classes: Optional[int] = None) -> float:
+    """Write the standalone module of ``source`` to ``path`` and check it: built from the file, loaded with
+    ``model``'s weights, its largest |logit difference| from ``model`` on ``x``."""
+    import importlib.util
+
+    from .spec.io import load_spec
+
+    path = to_code(load_spec(source), path, num_classes)
+    loaded = importlib.util.spec_from_file_location(f"_archspace_export_{path.stem}", path)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    standalone = module.build().eval()
+    standalone.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        return float((standalone(x) - model(x)).abs().max())

@@ -123,7 +123,7 @@ def train(args: argparse.Namespace) -> list[dict]:
     for name in args.presets or ["smt_t"]:
         stamps.clear()
         t0 = time.perf_counter()
-        result = evaluate(lambda: archspace.build(archspace.load_spec(name)), "train", budget=budget,
+        result = evaluate(archspace.load_spec(name), "train", budget=budget,
                           device=args.device, progress=progress)
         if result.status != "ok":
             raise SystemExit(f"{name}: training {result.status}: {result.reason}")

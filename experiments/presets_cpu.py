@@ -11,7 +11,7 @@ import datetime
 from pathlib import Path
 
 import archspace
-from archspace.evaluate.train import TrainBudget, train_proxy
+from archspace.evaluate.train import train_proxy
 from archspace.measure.complexity import complexity
 from archspace.measure.latency import apply_process_settings, measure_latencies
 from archspace.search.space import load_space
@@ -35,8 +35,8 @@ def main() -> None:
     for name in args.presets:
         spec = archspace.load_spec(name)
         c = complexity(spec, m.resolution)
-        budget = TrainBudget.for_device("cpu", **ev.budget)
-        res = train_proxy(lambda: archspace.build(spec, num_classes=10), budget, ev.dataset)
+        budget = ev.on_device("cpu").budget
+        res = train_proxy(spec, budget, ev.dataset)  # the space's proxy network, its head sized by the dataset
         rec = lat[name]
         row = {"preset": name, "params": c["params"], "gmacs_smt_paper": round(c["smt-paper"] / 1e9, 4),
                "gmacs_fvcore": round(c["fvcore"] / 1e9, 4), "latency_ms": round(rec.median_ms, 3),

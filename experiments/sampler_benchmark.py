@@ -19,7 +19,8 @@ import yaml
 
 from archspace.search.engine import run_search
 from archspace.search.space import load_space
-from archspace.search.store import hypervolume, pareto_front, read_csv
+from archspace.search.front import hypervolume, pareto_front
+from archspace.search.results import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def main() -> None:
             path.write_text(yaml.safe_dump(data))
             t0 = time.perf_counter()
             run_search(load_space(path), work / data["name"])
-            rows = [r for r in read_csv(work / data["name"] / "trials.csv") if r["verdict"] == "complete"]
+            rows = [r for r in read_table(work / data["name"] / "trials.csv") if r["verdict"] == "complete"]
             runs[(sampler, seed)] = (rows, time.perf_counter() - t0)
             print(f"{sampler} seed {seed}: {len(rows)} complete in {runs[(sampler, seed)][1]:.0f}s", flush=True)
     every = [r for rows, _ in runs.values() for r in rows]

@@ -60,3 +60,33 @@ def test_ablate_cli_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["rows"] == table["rows"]
+
+
+def test_ablation_text_is_a_table_with_the_correlation_in_words():
+    from archspace.report.tables import ablation_text, load_ablation as load_result
+
+    table = load_result("heads", ABLATIONS.parent / "results")
+    lines = ablation_text(table).splitlines()
+    assert lines[0] == "SMT Table 7: number of MHMC heads (SMT-T)"
+    assert lines[1].split("  ")[0] == "variant" and "proxy top-1" in lines[1] and "paper top-1" in lines[1]
+    assert len(lines) == 3 + len(table["rows"]) + 1
+    row = lines[3 + 2]  # 4 heads: its top-1 keeps the column's two decimals
+    assert row.startswith("4 heads ") and " 74.40 " in row and row.endswith("82.2")
+    assert lines[-1] == ("rank correlation of proxy top-1 with the paper's top-1: Kendall tau -0.2148 "
+                         "(90% over seeds: -0.519 to 0.215), Spearman -0.3531, over 6 rows")
+    assert "{" not in "\n".join(lines)
+
+
+def test_ablation_text_without_accuracy_says_why_there_is_no_correlation():
+    from archspace.report.tables import ablation_text
+
+    table = ablation_table(load_ablation(ABLATIONS / "stacking.yaml"), [])
+    text = ablation_text(table)
+    assert "proxy top-1" not in text.splitlines()[1]
+    assert text.splitlines()[-1].endswith("no rank correlation: 0 row(s) with both a proxy and a paper top-1 (needs 3)")
+
+
+def test_default_run_dir_is_under_runs_never_the_committed_results():
+    from archspace.search.ablation import default_run_dir
+
+    assert default_run_dir(load_ablation(ABLATIONS / "heads.yaml")) == Path("runs") / "ablation_heads"

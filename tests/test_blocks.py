@@ -8,7 +8,7 @@ import archspace
 import archspace.blocks
 
 from archspace import BLOCKS
-from archspace.spec.blocks import EffModSpec, MSASpec, SAMSpec
+from archspace.spec.blocks import EffModSpec, MSASpec, SAMSpec, ViTSpec
 
 CASES = {
     "sam-saa": (SAMSpec(heads=4), 32),
@@ -26,7 +26,8 @@ CASES = {
     "effmod-sum": (EffModSpec(mlp_ratio=6, fusion="sum"), 24),
     "msa-smt": (MSASpec(heads=4, mlp_ratio=2.0), 32),
     "msa-smt-ls": (MSASpec(heads=2, layer_scale=1e-4), 32),
-    "msa-vit": (MSASpec(flavor="vit", heads=8, mlp_ratio=4.0), 48),
+    "vit": (ViTSpec(heads=8, mlp_ratio=4.0), 48),
+    "vit-split-ls": (ViTSpec(heads=3, min_head_dim=0, layer_scale=1e-4), 48),
 }
 
 

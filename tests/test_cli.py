@@ -33,7 +33,7 @@ def test_build_json_has_params_and_stage_kinds(capsys):
 def test_build_table_and_yaml(capsys, tmp_path):
     assert main(["build", "efficientmod_xxs"]) == 0
     out = capsys.readouterr().out
-    assert "4,736,264 params" in out and "EEEEEEM" in out
+    assert "4,736,264 params" in out and "EEEEEEV" in out
     assert main(["build", "smt_t", "--format", "yaml"]) == 0
     path = tmp_path / "smt_t_expanded.yaml"
     path.write_text(capsys.readouterr().out)
@@ -162,8 +162,9 @@ def test_internal_errors_keep_their_traceback(monkeypatch, capsys):
     import numpy as np
 
     import archspace.cli as cli
+    import archspace.cli.specs as commands
 
-    monkeypatch.setattr(cli, "cmd_presets", lambda args: np.zeros(2).reshape(3))
+    monkeypatch.setattr(commands, "cmd_presets", lambda args: np.zeros(2).reshape(3))
     with pytest.raises(ValueError, match="cannot reshape"):
         cli.main(["presets"])
     assert main(["build", "no_such_preset"]) == 2  # archspace's own refusal stays one line
@@ -175,7 +176,7 @@ def test_profile_by_module_adds_up_to_the_counted_total(capsys):
     rows = json.loads(capsys.readouterr().out)["efficientmod_xxs"]
     assert rows[0]["module"] == "stem" and rows[-1]["module"] == "head"
     model = archspace.build("efficientmod_xxs")
-    assert [r["kind"] for r in rows if r["module"].startswith("stages.3.blocks")] == ["effmod", "effmod", "msa", "msa"]
+    assert [r["kind"] for r in rows if r["module"].startswith("stages.3.blocks")] == ["effmod", "effmod", "vit", "vit"]
     from archspace.measure import count_flops
 
     counted = count_flops(model, (1, 3, 224, 224), ("smt-paper",))["smt-paper"]

@@ -27,8 +27,16 @@ def test_export_onnx_and_torchscript_with_weights(tmp_path, capsys):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         eager = trained.eval()(x)
-    out = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x.numpy()})[0]
     assert np.abs(out - eager.numpy()).max() < 1e-4
+    assert isinstance(session.get_inputs()[0].shape[0], str)  # a named, dynamic batch axis
+    for batch in (2, 3):  # the file runs at any batch, equal to eager image by image
+        xb = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            eager_b = trained(xb)
+        out_b = session.run(None, {"input": xb.numpy()})[0]
+        assert out_b.shape == (batch, 10) and np.abs(out_b - eager_b.numpy()).max() < 1e-4
     assert torch.allclose(torch.jit.load(str(ts_file))(x), eager, atol=1e-5)
 
 

@@ -176,7 +176,7 @@ def test_one_settings_object_not_keywords() -> None:
         FAST.threads = 2  # type: ignore[misc]
     assert LatencySettings().model_dump() == {
         "device": "cpu", "batch": 1, "resolution": 224, "dtype": "fp32", "runtime": "eager", "threads": 1,
-        "warmup": 10, "repeats": 50, "channels_last": False, "clock": "wall"}
+        "warmup": 3, "repeats": 15, "channels_last": False, "clock": "wall"}
 
 
 def test_a_space_measure_is_latency_settings_and_measures_as_one() -> None:
@@ -272,16 +272,16 @@ def test_calibrate_is_a_record_and_leaves_global_state_alone() -> None:
 
 
 def test_calibrated_rounds_sandwich_every_model_between_reference_runs(monkeypatch) -> None:
-    import archspace.measure.latency.calibration as latency
+    import archspace.measure.latency.timing as latency
 
     log: list[str] = []
-    real = latency._reference_workload
+    real = latency.reference_workload
 
     def logged_reference():
         run = real()
         return lambda: (log.append("ref"), run())
 
-    monkeypatch.setattr(latency, "_reference_workload", logged_reference)
+    monkeypatch.setattr(latency, "reference_workload", logged_reference)
     cal = Calibration(reference_ms=1.0, threads=1, repeats=1, device_name="test", torch_version=torch.__version__)
     records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, FAST.updated(warmup=0), calibration=cal)
     assert log[-5 * 3:] == ["ref", "a", "ref", "b", "ref"] * 3  # after the reference's own warm-up

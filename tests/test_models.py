@@ -67,7 +67,7 @@ def test_preset_forward_backward_small_images(name):
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
     feats = model.forward_features(x)
-    assert feats.shape == (2, 1, 1, model.num_features)
+    assert feats.shape == (2, model.num_features, 1, 1)  # NCHW, as features_only's maps
 
 
 @pytest.mark.parametrize("size", [32, 64, 96, 224])
@@ -75,7 +75,7 @@ def test_input_sizes(size):
     model = archspace.build("smt_m_6p5m", num_classes=7).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, size, size)).shape == (1, 7)
-        assert model.forward_features(torch.randn(1, 3, size, size)).shape == (1, size // 32, size // 32, 384)
+        assert model.forward_features(torch.randn(1, 3, size, size)).shape == (1, 384, size // 32, size // 32)
 
 
 def test_model_interface():
@@ -112,7 +112,7 @@ def test_dense_prediction_features_nchw_at_strides_4_to_32(name):
     net = archspace.build(name).eval()
     net.load_state_dict({k: v for k, v in backbone.net.state_dict().items()}, strict=False)
     with torch.no_grad():  # the last map is the classifier's features, in NCHW
-        assert torch.equal(net.forward_features(x).permute(0, 3, 1, 2), maps[-1])
+        assert torch.equal(net.forward_features(x), maps[-1])
         two = archspace.build(name, features_only=True, out_indices=(1, -1))
         two.load_state_dict(backbone.state_dict())
         assert [m.shape[1] for m in two.eval()(x)] == [spec.stages[1].width, spec.stages[3].width]

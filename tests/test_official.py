@@ -14,7 +14,7 @@ def test_fixture_constructor_args_are_accepted(fixtures_dir):
         meta = json.loads((fixtures_dir / f"{stem}.json").read_text())
         spec = archspace.spec_from_official(family, **meta["official_constructor_args"])
         kinds = [[b.kind for b in s.blocks] for s in spec.stages]
-        expected = [[{"SAM": "sam", "MSA": "msa", "EfficientMod": "effmod", "Attention": "msa"}[k] for k in st] for st in meta["block_types"]]
+        expected = [[{"SAM": "sam", "MSA": "msa", "EfficientMod": "effmod", "Attention": "vit"}[k] for k in st] for st in meta["block_types"]]
         assert kinds == expected
 
 

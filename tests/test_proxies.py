@@ -133,3 +133,24 @@ def test_evaluate_entry_point_runs_proxies():
     assert isinstance(result, ProxyResult) and result.proxy == "naswot" and math.isfinite(result.score)
     with pytest.raises(ValueError, match="evaluator='zen'"):
         evaluate(conv_net, "zen")
+
+
+def test_params_and_flops_score_the_full_network_and_every_result_says_what_ran():
+    import archspace
+    from archspace.evaluate import TrainBudget, evaluate
+    from archspace.measure.complexity import complexity
+    from archspace.measure.flops import count_flops
+
+    spec = archspace.load_spec("efficientmod_xxs")
+    full = archspace.build(spec)
+    result = evaluate(spec, "params")  # the CPU default trains a half-width, stride-2 network; params is the spec's own
+    assert result.score == complexity(spec)["params"] == sum(p.numel() for p in full.parameters())
+    assert result.score > 4e6 and result.network is not None
+    assert (result.network.width_mult, result.network.stem_stride, result.network.num_classes) == (None, 4, 1000)
+    assert result.network.params == result.network.full_params == result.score
+    flops = evaluate(spec, "flops", budget=TrainBudget.cpu_default(resolution=64))
+    assert flops.resolution == 64 and flops.score == count_flops(full, (1, 3, 64, 64), ("smt-paper",))["smt-paper"]
+    snip = evaluate(spec, "snip")  # a zero-cost proxy scores the network the budget trains, with the dataset's head
+    assert (snip.network.width_mult, snip.network.stem_stride, snip.network.num_classes) == (0.5, 2, 10)
+    assert snip.network.params < snip.network.full_params == result.score
+    assert snip.describe().startswith("snip on 64 images at 32 px on cpu; scored 0.5x width, stem stride 2, 32 px, 10 classes: ")

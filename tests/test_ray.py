@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from archspace.search.store import read_csv
+from archspace.search.results import read_table
 
 pytest.importorskip("ray.tune", reason="Ray Tune is an optional extra: pip install 'archspace[ray]'")
 
@@ -92,13 +92,13 @@ print(json.dumps(out))
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {k: 2 for k in ("nsga2", "tpe", "random", "gp", "grid")}
     default = tmp_path / "nsga2"  # a whole run's outputs: the base network enqueued once, the front, the plots
-    rows = read_csv(default / "trials.csv")
+    rows = read_table(default / "trials.csv")
     assert len(rows) == 2 and all(r["verdict"] == "complete" for r in rows)
     base = [r for r in rows if r["reference"] == "base"]
     assert len(base) == 1 and base[0]["mparams"] == pytest.approx(6.12705)
     assert (default / "pareto.csv").exists() and list((default / "pareto").glob("*.yaml"))
     run = tmp_path / "cons"
-    rows = {r["param_heads"]: r for r in read_csv(run / "trials.csv")}
+    rows = {r["param_heads"]: r for r in read_table(run / "trials.csv")}
     assert rows[1]["verdict"] == "complete" and rows[1]["state"] == "COMPLETE" and rows[1]["mparams"] < 6.11
     bad = rows[4]
     assert bad["verdict"] == "infeasible" and bad["state"] == "PRUNED" and bad["accuracy"] is None
@@ -153,7 +153,7 @@ def test_ray_multi_node_cluster_driver_killed_and_resumed_with_a_new_budget(tmp_
     assert summary["trials"] == 8 and summary["complete"] == 8
     assert {Path(f).name for f in summary["files"]} >= {"pareto_flops.png", "hypervolume.svg"}
     assert (run / "pareto_flops.png").exists() and (run / "hypervolume.svg").exists()
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     ended = [r for r in rows if r["verdict"] != "killed"]
     assert len(ended) == 8 and all(r["verdict"] == "complete" for r in ended)
     assert len({r["worker"] for r in ended}) == 2  # both nodes ran trials
@@ -186,7 +186,7 @@ def test_ray_asha_stops_are_pruned_trials_not_killed_ones(tmp_path):
                            "--backend", "ray", "--quiet", "--log", "tensorboard"], capture_output=True, text=True,
                           timeout=500, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     assert len(rows) == 7 and {r["verdict"] for r in rows} <= {"complete", "pruned"}
     pruned = [r for r in rows if r["verdict"] == "pruned"]
     assert pruned, "ASHA stopped no trial"

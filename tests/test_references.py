@@ -8,7 +8,7 @@ import yaml
 
 from archspace.cli import main
 from archspace.report.pareto import front_data, with_references
-from archspace.search.store import read_csv
+from archspace.search.results import read_table
 
 SPACE = {
     "name": "refs", "base": "smt_m_6p5m",
@@ -32,8 +32,8 @@ def _run(tmp_path, data=SPACE):
 
 def test_space_references_are_measured_alike_and_placed(tmp_path):
     run = _run(tmp_path)
-    trials = read_csv(run / "trials.csv")
-    refs = {r["reference"]: r for r in read_csv(run / "references.csv")}
+    trials = read_table(run / "trials.csv")
+    refs = {r["reference"]: r for r in read_table(run / "references.csv")}
     assert set(refs) == {"smt_m_6p5m", "efficientmod_xxs", "smt_t"} and len(trials) == 6  # not trials, not in the budget
     base = next(t for t in trials if t["reference"] == "base")
     # the base preset measured as a reference is the base trial: same hash, same numbers, said so
@@ -44,11 +44,14 @@ def test_space_references_are_measured_alike_and_placed(tmp_path):
     t = refs["smt_t"]
     assert t["verdict"] == "infeasible" and t["mparams"] == pytest.approx(11.0, abs=0.01)
     assert t["accuracy"] > max(r["accuracy"] for r in trials)
-    assert t["standing"].startswith("not dominated by any searched trial") and "over the space's limits (params" in t["standing"]
-    # EfficientMod-xxs: fewer MACs at 64 px than any trial, so nothing searched dominates it
+    assert t["standing"] == ("on the front: it neither dominates nor is dominated by a searched trial (the search did "
+                             "not sample where it lies); over the space's limits (params 10,998,666 > max_params 7,000,000)")
+    # EfficientMod-xxs: fewer MACs at 64 px than any trial and a higher score than some front trials: it dominates them
     x = refs["efficientmod_xxs"]
     assert x["verdict"] == "complete" and x["gmacs"] < min(r["gmacs"] for r in trials)
-    assert x["standing"] == "not dominated by any searched trial: the search did not sample where it lies"
+    beaten = [r for r in trials if r["accuracy"] < x["accuracy"]]
+    assert beaten and x["standing"].startswith("dominates front trial ") and "params score +" in x["standing"]
+    assert x["standing"].endswith(f" and {len(beaten) - 1} other trials")
     data = with_references(front_data(trials, "gmacs"), list(refs.values()))
     assert {label for _, _, label in data.references} == {"smt_m_6p5m", "efficientmod_xxs", "smt_t (over limits)"}
 
@@ -99,8 +102,16 @@ def test_standing_names_the_trial_that_dominates_and_by_how_much():
               {"number": 1, "verdict": "complete", "spec_hash": "b", "accuracy": 82.0, "gmacs": 0.8},
               {"number": 2, "verdict": "failed", "spec_hash": "c", "accuracy": 99.0, "gmacs": 0.1}]
     ref = {"verdict": "complete", "spec_hash": "z", "accuracy": 79.5, "gmacs": 1.2}
-    assert standing(ref, trials, space) == "dominated by trial 1 (accuracy +2.5 points, gmacs -33%)"
-    assert standing({**ref, "accuracy": 85.0}, trials, space).startswith("not dominated")
+    assert standing(ref, trials, space) == "dominated by trial 1 (params score +3%, gmacs -33%)"
+    # a reference better in both objectives than a front trial dominates it (it is not 'not dominated' by luck)
+    assert standing({**ref, "accuracy": 85.0, "gmacs": 0.9}, trials, space) == \
+        "dominates trial 0 (params score +6%, gmacs -10%)"
+    assert standing({**ref, "accuracy": 85.0, "gmacs": 0.7}, trials, space) == \
+        "dominates front trial 1 (params score +4%, gmacs -13%) and 1 other trial"
+    assert standing({**ref, "accuracy": 85.0}, trials, space) == (
+        "on the front: it neither dominates nor is dominated by a searched trial (the search did not sample where it lies)")
+    trained = space.model_copy(update={"evaluator": space.evaluator.model_copy(update={"kind": "train"})})
+    assert standing(ref, trials, trained) == "dominated by trial 1 (accuracy +2.5 points, gmacs -33%)"
     assert standing({**ref, "spec_hash": "a"}, trials, space) == "the same architecture as trial 0"
     assert standing({"verdict": "failed", "reason": "RuntimeError: boom"}, trials, space) == "not measured: RuntimeError: boom"
 

@@ -61,7 +61,7 @@ def test_report_plots_say_their_protocol_and_hypervolume_is_relative_to_the_base
     from archspace.report.diagnostics import axis_labels
     from archspace.report.run import make_report
     from archspace.search.results import columns, table
-    from archspace.search.store import hypervolume_curve
+    from archspace.search.front import hypervolume_curve
 
     space_data = {**SPACE, "name": "synthetic", "objectives": [{"metric": "accuracy", "direction": "maximize"},
                                                              {"metric": "latency", "direction": "minimize"}],

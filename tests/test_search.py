@@ -17,7 +17,8 @@ from archspace.cli import main
 from archspace.report.pareto import front_data
 from archspace.search.engine import finished, run_search
 from archspace.search.space import load_space
-from archspace.search.store import hypervolume, pareto_front, read_csv
+from archspace.search.front import hypervolume, pareto_front
+from archspace.search.results import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,11 +55,11 @@ def test_search_writes_results_and_resumes(tmp_path, capsys):
             assert not (run / name).exists()  # no latency measured, no latency plot
             continue
         assert (run / name).exists(), name
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     assert len(rows) == 6 and [r["number"] for r in rows] == list(range(6))
     assert rows[0]["reference"] == "base"
     assert rows[0]["mparams"] == pytest.approx(6_127_050 / 1e6)  # smt_m_6p5m with a 10-class head
-    front = read_csv(run / "pareto.csv")
+    front = read_table(run / "pareto.csv")
     specs = sorted((run / "pareto").glob("*.yaml"))
     assert len(specs) == len(front) >= 1
     import archspace
@@ -66,15 +67,15 @@ def test_search_writes_results_and_resumes(tmp_path, capsys):
         assert archspace.build(archspace.load_spec(str(f))).num_classes == 10
     # resume with a larger budget: the six finished trials are kept, two more run
     assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--trials", "8"]) == 0
-    rows2 = read_csv(run / "trials.csv")
+    rows2 = read_table(run / "trials.csv")
     assert len(rows2) == 8 and rows2[:6] == rows
     # same command again: nothing to do, nothing repeated
     assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--trials", "8"]) == 0
-    assert len(read_csv(run / "trials.csv")) == 8
+    assert len(read_table(run / "trials.csv")) == 8
     capsys.readouterr()
     assert main(["best", str(run), "--format", "json"]) == 0
     best = json.loads(capsys.readouterr().out)
-    assert {r["number"] for r in best} == {r["number"] for r in read_csv(run / "pareto.csv")}
+    assert {r["number"] for r in best} == {r["number"] for r in read_table(run / "pareto.csv")}
 
 
 def test_repeated_architectures_reuse_results(tmp_path):
@@ -82,7 +83,7 @@ def test_repeated_architectures_reuse_results(tmp_path):
             "budget": {"trials": 6}}
     space = load_space(write_space(tmp_path, data))
     summary = run_search(space, tmp_path / "run")
-    rows = read_csv(tmp_path / "run" / "trials.csv")
+    rows = read_table(tmp_path / "run" / "trials.csv")
     assert summary["trials"] == 6
     hashes = {r["spec_hash"] for r in rows}
     assert len(hashes) == 2  # only two architectures exist
@@ -93,6 +94,21 @@ def test_repeated_architectures_reuse_results(tmp_path):
         assert r["spec_hash"] == src["spec_hash"] and r["accuracy"] == src["accuracy"] and r["gmacs"] == src["gmacs"]
 
 
+def test_a_grid_containing_the_base_evaluates_every_grid_point_once(tmp_path):
+    """A 3x5 grid holding the base (heads 4, 2 MSA blocks): 15 trials, one per grid point, the base's point marked as
+    the reference base; no duplicate of the base takes a slot."""
+    data = {**CHEAP, "name": "gridbase", "sampler": {"kind": "grid"}, "budget": {"trials": 50},
+            "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]},
+                       {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 4}]}
+    summary = run_search(load_space(write_space(tmp_path, data)), tmp_path / "run")
+    rows = read_table(tmp_path / "run" / "trials.csv")
+    points = sorted((r["param_heads"], r["param_s3_msa"]) for r in rows)
+    assert summary["trials"] == 15 and points == [(h, m) for h in (1, 2, 4) for m in range(5)]
+    assert all(r["verdict"] == "complete" and r["cached_from"] is None for r in rows)
+    assert [(r["param_heads"], r["param_s3_msa"]) for r in rows if r["reference"] == "base"] == [(4, 2)]
+    assert len(load(tmp_path / "run", "gridbase").get_trials(deepcopy=False)) == 15
+
+
 def test_invalid_and_infeasible_samples_are_recorded(tmp_path):
     data = {**CHEAP, "name": "bad",
             "params": [{"name": "s1_sam", "path": "stages[0].stack.counts.sam", "low": 0, "high": 1},
@@ -100,7 +116,7 @@ def test_invalid_and_infeasible_samples_are_recorded(tmp_path):
             "constraints": {"max_params": 6_000_000}, "budget": {"trials": 8}, "enqueue_base": False}
     space = load_space(write_space(tmp_path, data))
     run_search(space, tmp_path / "run")
-    rows = read_csv(tmp_path / "run" / "trials.csv")
+    rows = read_table(tmp_path / "run" / "trials.csv")
     verdicts = {r["verdict"] for r in rows}
     assert len(rows) == 8 and verdicts <= {"complete", "invalid", "infeasible"}
     for r in rows:
@@ -131,13 +147,13 @@ def test_infeasible_samples_trained_anyway_are_complete_and_never_on_the_front(t
             "constraints": {"max_params": 8_000_000, "infeasible": "train"}, "budget": {"trials": 10}}
     run = tmp_path / "run"
     run_search(load_space(write_space(tmp_path, data)), run)
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     over = [r for r in rows if r["mparams"] > 8.0]  # width 384
     under = [r for r in rows if r["mparams"] <= 8.0]
     assert over and under and len(rows) == 10
     assert all(r["verdict"] == "infeasible" and r["state"] == "COMPLETE" and r["accuracy"] is not None for r in over)
     assert all(r["verdict"] == "complete" for r in under)
-    front = read_csv(run / "pareto.csv")
+    front = read_table(run / "pareto.csv")
     assert front and all(r["mparams"] <= 8.0 for r in front)
     # the best accuracy of all is an over-limit one (accuracy is the params score here), and it is not on the front
     assert max(r["accuracy"] for r in over) > max(r["accuracy"] for r in front)
@@ -195,7 +211,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     assert killed.state == optuna.trial.TrialState.FAIL and not finished(killed)  # failed by the heartbeat, not counted
     retries = [t for t in trials if t.user_attrs.get("retry_of") == killed_number]
     assert len(retries) == 1 and retries[0].params == killed_params and finished(retries[0])
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     killed_rows = [r for r in rows if r["verdict"] == "killed"]
     assert len(killed_rows) == 1 and killed_rows[0]["reason"] == f"worker died mid-trial; retried as trial {retries[0].number}"
     assert len(rows) == len(trials)
@@ -210,7 +226,7 @@ def test_pareto_and_hypervolume_math():
     assert hypervolume([[0.5, 0.5, 0.5]], [1.0, 1.0, 1.0]) == pytest.approx(0.125)
     data = front_data([{**r, "verdict": "complete", "accuracy": r["a"], "gmacs": r["c"]} for r in rows], "gmacs",
                       references={1: "base"})
-    assert [n for *_, n in data.front] == [0, 1] and len(data.points) == 4 and data.references == [(3.0, 82.0, "base")]
+    assert [n for *_, n in data.front] == [0, 1] and len(data.points) == 4 and data.references == [] and data.base == [(3.0, 82.0, 1)]
 
 
 def test_report_rebuilds_plots(tmp_path, capsys):
@@ -248,7 +264,7 @@ def test_journal_storage_shared_by_two_runs(tmp_path):
     from optuna.storages.journal import JournalFileBackend
     study = optuna.load_study(study_name="journal", storage=JournalStorage(JournalFileBackend(str(journal))))
     assert sum(finished(t) for t in study.trials) == 5
-    assert len(read_csv(tmp_path / "run" / "trials.csv")) == 5
+    assert len(read_table(tmp_path / "run" / "trials.csv")) == 5
 
 
 def test_single_objective_training_search_reports_fidelities_and_prunes(tmp_path):
@@ -290,7 +306,7 @@ def test_cpu_latency_is_calibrated_once_per_study_and_reused_on_resume(tmp_path)
     for rec in measured:
         assert rec["protocol"]["calibration"] == stored
         assert rec["raw_median_ms"] > 0 and rec["machine_speed"] > 0
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     assert [r["latency_ms"] for r in rows] == pytest.approx([rec["median_ms"] for rec in measured])
 
 
@@ -313,7 +329,7 @@ def test_log_tensorboard_writes_each_trials_curve_and_objectives(tmp_path):
     assert main(["search", str(space_file), "--run-dir", str(run), "--quiet", "--log", "tensorboard"]) == 0
     runs = sorted(p.name for p in (run / "tensorboard").iterdir())
     assert runs == ["trial_0000", "trial_0001"]
-    for r in read_csv(run / "trials.csv"):
+    for r in read_table(run / "trials.csv"):
         events = EventAccumulator(str(run / "tensorboard" / f"trial_{r['number']:04d}")).Reload()
         tags = set(events.Tags()["scalars"])
         assert {"train/loss", "test/top1", "objectives/accuracy", "objectives/mparams"} <= tags

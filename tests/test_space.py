@@ -11,7 +11,7 @@ import yaml
 import archspace
 from archspace.cli import main
 from archspace.search.space import base_spec, base_values, editable, load_space, spec_for, suggest
-from archspace.spec.io import spec_from_dict
+from archspace.spec.io import spec_from_dict, spec_to_dict
 
 SPACES = Path(__file__).resolve().parents[1] / "spaces"
 GOOD = {
@@ -84,6 +84,23 @@ def test_impossible_sample_gives_reason():
     (lambda d: d.update(base="smt_zz"), "base: smt_zz: neither a file nor a preset"),
     (lambda d: d.update(evaluator={"kind": "train", "budget": {"epochs": 0}}), "evaluator.budget.epochs"),
     (lambda d: d.update(params=[]), "params: "),
+    (lambda d: d["params"][0].update(path="stages[0:2].sam.haeds"),
+     "params[0].path: stages[0:2].sam.haeds: sam has no field 'haeds' (did you mean 'heads'?)"),
+    (lambda d: d["params"][0].update(path="stages[2].stack.count.msa", choices=[0, 2]),
+     "params[0].path: stages[2].stack.count.msa: stack has no field 'count' (did you mean 'counts'?)"),
+    (lambda d: d["params"][0].update(path="stages[2].widht", choices=[128, 256]),
+     "params[0].path: stages[2].widht: stages[2] has no field 'widht' (did you mean 'width'?)"),
+    (lambda d: d["params"][0].update(path="stages[2].stack.counts.msaa", choices=[0, 2]),
+     "params[0].path: stages[2].stack.counts.msaa: counts has no field 'msaa' (did you mean 'msa'?)"),
+    (lambda d: d["params"][0].update(path="stages[2].width.value", choices=[128]),
+     "params[0].path: stages[2].width.value: width is a value, not a mapping"),
+    (lambda d: d["params"].append({"name": "w3", "path": "stages[2].width", "choices": [100, 130]}),
+     "params[1].choices: no value of w3 gives a valid network on the base (first, 100: stages[2].blocks[1].heads: "
+     "8 does not divide width 100"),
+    (lambda d: d["params"].append({"name": "h1", "path": "stages[0].sam.heads", "low": 3, "high": 3}),
+     "params[1].low: no value of h1 gives a valid network on the base (first, 3: stages[0].blocks[0].heads"),
+    (lambda d: d.update(base={**yaml.safe_load(yaml.safe_dump(spec_to_dict(archspace.load_spec("smt_t")))),
+                             "num_classes": 10, "drop_path_rate": 1.5}), "base: "),
 ])
 def test_bad_space_files_fail_fast_in_one_line(tmp_path, capsys, mutate, fragment):
     data = yaml.safe_load(yaml.safe_dump(GOOD))
@@ -104,3 +121,37 @@ def test_malformed_yaml(tmp_path, capsys):
     assert main(["search", str(path)]) == 2
     err = capsys.readouterr().err
     assert "malformed YAML" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("stages[0:2].sam.haeds", "sam has no field 'haeds' (did you mean 'heads'?)"),
+    ("stages[2].stack.count.msa", "stack has no field 'count' (did you mean 'counts'?)"),
+    ("stages[2].widht", "stages[2] has no field 'widht' (did you mean 'width'?)"),
+    ("stem.strid", "stem has no field 'strid' (did you mean 'stride'?)"),
+    ("stages.width", "stages is a list: select stages with stages[i], stages[a:b] or stages[*]"),
+    ("stages[0].effmod.mlp_ratio", None),  # a kind stage 0 lacks: its spec's fields (defaults filled in)
+    ("stages[0].convnext.kernel_size", None),
+    ("stages[2].stack.counts.effmod", None),
+    ("stages[1].downsample.kernel_size", None),
+    ("stem.kind", None),
+    ("head.dropout", None),
+])
+def test_path_problem_derives_fields_from_the_models(path, problem):
+    from archspace.search.space import path_problem
+
+    assert path_problem(path, archspace.load_spec("smt_t")) == problem
+
+
+def test_validate_refuses_a_path_typo_in_one_line(tmp_path, capsys):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["params"][0]["path"] = "stages[0:2].sam.haeds"
+    path = write(tmp_path, data)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "params[0].path: stages[0:2].sam.haeds: sam has no field 'haeds' (did you mean 'heads'?)" in err
+
+
+def test_a_param_with_some_invalid_choices_still_loads(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["params"].append({"name": "w3", "path": "stages[2].width", "choices": [100, 128]})
+    assert [p.name for p in load_space(write(tmp_path, data)).params] == ["heads", "w3"]

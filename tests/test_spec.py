@@ -63,12 +63,12 @@ def test_unknown_block_kind_in_explicit_blocks():
         spec_from_dict(d)
 
 
-def test_msa_flavor_defaults():
-    vit = archspace.spec.blocks.MSASpec(flavor="vit", heads=8)
+def test_attention_kind_defaults():
+    vit = archspace.spec.blocks.ViTSpec(heads=8)
     assert (vit.qkv_bias, vit.min_head_dim, vit.norm_eps) == (False, 32, 1e-5)
     assert vit.head_dim(128) == 32 and vit.head_dim(312) == 39
     smt = archspace.spec.blocks.MSASpec(heads=8)
-    assert (smt.qkv_bias, smt.min_head_dim, smt.norm_eps) == (True, 0, 1e-6)
+    assert (smt.qkv_bias, smt.norm_eps) == (True, 1e-6)
 
 
 def test_stacking_strategies():
@@ -85,9 +85,9 @@ def test_stacking_strategies():
 def test_stage_stores_expanded_sequence_and_cycles_ratios():
     spec = archspace.load_spec("efficientmod_s")
     stage = spec.stages[2]
-    assert stage.pattern == "E" * 8 + "M" * 4
+    assert stage.pattern == "E" * 8 + "V" * 4
     assert [b.mlp_ratio for b in stage.blocks[:8]] == [1, 6] * 4
-    assert stage.blocks[8].flavor == "vit" and stage.blocks[11].mlp_ratio == 4.0
+    assert stage.blocks[8].kind == "vit" and stage.blocks[11].mlp_ratio == 4.0
     assert "stack" not in spec.model_dump()["stages"][2]
 
 
@@ -149,3 +149,105 @@ def test_load_spec_errors(tmp_path):
     p.write_text("- 1\n- 2\n")
     with pytest.raises(archspace.SpecError, match="expected a mapping"):
         archspace.load_spec(str(p))
+
+
+@pytest.mark.parametrize("data, expected", [
+    (bytes(range(256)), r"binary\.yaml: a binary file, not YAML text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"binary\.yaml: a binary file"),
+    ("name: caf\xe9\n".encode("latin-1"), r"binary\.yaml: not UTF-8 text \(byte 0xe9 at offset 9; save the file as UTF-8\)"),
+    (b"", r"binary\.yaml: empty \(a spec is a mapping with stem, stages and head"),
+    (b"name: \x07\n", r"binary\.yaml: character 7: malformed YAML \(unacceptable character #x0007"),
+])
+def test_files_that_are_no_yaml_text_get_one_line(tmp_path, data, expected):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(data)
+    with pytest.raises(archspace.SpecError, match=expected) as exc:
+        archspace.load_spec(str(path))
+    assert "\n" not in str(exc.value)
+
+
+def test_byte_order_marks_are_honoured(tmp_path):
+    text = archspace.spec.io.preset_path("smt_t").read_text()
+    for name, data in (("utf8", b"\xef\xbb\xbf" + text.encode()), ("utf16", text.encode("utf-16"))):
+        (tmp_path / f"{name}.yaml").write_bytes(data)
+        assert archspace.load_spec(str(tmp_path / f"{name}.yaml")) == archspace.load_spec("smt_t")
+
+
+@pytest.mark.parametrize("dropout", [1, 2.5, 1e9])
+def test_head_dropout_is_a_probability(dropout):
+    # before: accepted, then nn.Dropout raised "dropout probability has to be between 0 and 1" in the builder
+    assert error_of(lambda d: d.update(head={"pool": "mean", "dropout": dropout})).startswith(
+        f"head.dropout: {dropout!r} is not valid; input should be less than 1")
+
+
+def test_one_line_renders_any_validation_error():
+    from pydantic import ValidationError
+
+    from archspace.evaluate.budget import TrainBudget
+    from archspace.spec.errors import one_line
+
+    with pytest.raises(ValidationError) as exc:
+        TrainBudget(epochs=0)
+    assert one_line(exc.value) == "epochs: 0 is not valid; input should be greater than or equal to 1"
+    with pytest.raises(ValidationError) as exc:
+        TrainBudget(epochs=0, batch_size="x")
+    assert one_line(exc.value).startswith("epochs: 0 is not valid; input should be greater than or equal to 1 (and 1 more problem;")
+    assert one_line(archspace.SpecError("a\n  b")) == "a b"
+
+
+def test_json_schema_accepts_both_stage_forms_and_refuses_typos():
+    jsonschema = pytest.importorskip("jsonschema")
+    from archspace.spec.io import dump_spec, json_schema, preset_names
+    from archspace.spec.net import NetSpec
+
+    schema = json_schema(NetSpec)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for name in preset_names():  # what load_spec reads: the compact files and their expanded dumps
+        jsonschema.validate(yaml.safe_load(archspace.spec.io.preset_path(name).read_text()), schema)
+        jsonschema.validate(yaml.safe_load(dump_spec(archspace.load_spec(name))), schema)
+    for mutate in (lambda d: d["stages"][2]["sam"].update(haeds=4),  # a typo in a template
+                   lambda d: d["stages"][2]["stack"]["counts"].update(conv=2),  # an unknown kind
+                   lambda d: d["stages"][2].update(blocks=[{"kind": "sam"}]),  # both forms at once
+                   lambda d: d["stages"][0].update(width=0),
+                   lambda d: d["stages"][0]["sam"].update(mlp_ratio=100)):  # pydantic's le=64 behind a BeforeValidator
+        d = smt_t_dict()
+        mutate(d)
+        with pytest.raises(archspace.SpecError):
+            spec_from_dict(d)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(d, schema)
+
+
+def test_preset_about_is_the_whole_first_sentence():
+    from archspace.spec.io import preset_about, preset_names
+
+    assert preset_about("smt_t") == "SMT-T (Lin et al. 2023, Table 13; official smt_t)."
+    assert preset_about("smt_l_layerscale") == ("SMT-L with layer scale (init 1e-4) on every block, as the official "
+                                                "SMT-L yaml trains it.")
+    assert all(preset_about(n).endswith((".", ")")) and "\n" not in preset_about(n) for n in preset_names())
+    with pytest.raises(archspace.SpecError, match="not a preset"):
+        preset_about("smt_zz")
+
+
+def test_label_tells_apart_every_searched_field():
+    def label(mutate) -> str:
+        d = smt_t_dict()
+        mutate(d)
+        return spec_from_dict(d).label()
+
+    base = label(lambda d: None)
+    assert base == "SS|SS|SMSMSMSM|M w64-128-256-512 h4-4-4/8-16 r4-4-4-2"
+    assert label(lambda d: d.update(name="other")) == base  # equal networks, equal labels
+    variants = {
+        "aggregation": label(lambda d: [s["sam"].update(aggregation="ibn") for s in d["stages"][:3]]),
+        "mlp_ratio": label(lambda d: d["stages"][2]["sam"].update(mlp_ratio=2)),
+        "kernels": label(lambda d: d["stages"][0]["sam"].update(kernel_sizes=[3, 3, 3, 3])),
+        "layer_scale": label(lambda d: d["stages"][3]["msa"].update(layer_scale=1e-4)),
+    }
+    assert variants == {
+        "aggregation": base + " aibn-ibn-ibn-_",
+        "mlp_ratio": "SS|SS|SMSMSMSM|M w64-128-256-512 h4-4-4/8-16 r4-4-2/4-2",
+        "kernels": base + " k3.3.3.3-3.5.7.9-3.5.7.9-_",
+        "layer_scale": base + " lsoff-off-off-0.0001",
+    }
+    assert archspace.load_spec("efficientmod_xxs").label() == "EE|EE|EEEEEEV|EEVV w32-64-128-256 h_-_-8-8 r1/6-1/6-1/6/4-1/6/4"

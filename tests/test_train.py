@@ -114,3 +114,38 @@ def test_bad_factory_and_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda'"):
             train_proxy(tiny_cnn, SMALL, device="cuda")
+
+
+def test_no_budget_means_the_devices_default():
+    result = train_proxy(tiny_cnn, fidelities=())
+    assert result.budget == TrainBudget.for_device("cpu").without_network_changes()  # not TrainBudget(): 3 epochs, 5,000
+    assert result.epochs_done == 1 and result.train_size == 2400 and result.test_size == 1000
+
+
+def test_a_spec_trains_a_head_of_the_datasets_class_count():
+    import archspace
+    from archspace.measure.complexity import complexity
+
+    spec = archspace.load_spec("smt_t")
+    assert spec.num_classes == 1000
+    budget = TrainBudget.cpu_default(train_subset=60, test_subset=50, batch_size=30, threads=1)
+    result = train_proxy(spec, budget)
+    assert result.status == "ok" and result.network is not None
+    proxy = spec.with_stem_stride(2).with_width_mult(0.5)
+    assert result.network.num_classes == 10 and result.network.width_mult == 0.5 and result.network.stem_stride == 2
+    assert result.params == result.network.params == sum(p.numel() for p in archspace.build(proxy, 10).parameters())
+    assert result.network.full_params == complexity(spec)["params"] == sum(p.numel() for p in archspace.build(spec).parameters())
+    assert result.describe() == ("proxy training: 1 epoch x 60 fashion-mnist images (test 50) at 32 px, stem stride 2, "
+                                 f"0.5x width, batch 30 on {result.device}; trained 0.5x width, stem stride 2, 32 px, "
+                                 f"10 classes: {result.params / 1e6:.2f}M params (full network "
+                                 f"{result.network.full_params / 1e6:.2f}M)")
+
+
+def test_a_module_with_another_head_is_refused():
+    def thousand_way() -> nn.Module:
+        net = tiny_cnn()
+        net[-1] = nn.Linear(32, 1000)
+        return net
+
+    with pytest.raises(ValueError, match="1000 outputs but fashion-mnist has 10 classes; build it with num_classes=10"):
+        train_proxy(thousand_way, SMALL)

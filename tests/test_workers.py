@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -17,8 +18,9 @@ import pytest
 import yaml
 
 from archspace.cli import main
-from archspace.search.engine import finished
-from archspace.search.store import read_csv
+from archspace.search.engine import finished, open_study, rows_and_specs, run_search
+from archspace.search.space import load_space
+from archspace.search.results import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("chaos", REPO / "experiments" / "chaos.py")
@@ -98,7 +100,7 @@ def test_an_exception_inside_a_trial_is_that_trials_failure(tmp_path, monkeypatc
     data = {**CHEAP, "name": "flaky", "sampler": {"kind": "grid"}, "enqueue_base": False, "budget": {"trials": 20}}
     run = tmp_path / "run"
     assert main(["search", str(write(tmp_path, data)), "--run-dir", str(run), "--quiet"]) == 0
-    rows = read_csv(run / "trials.csv")
+    rows = read_table(run / "trials.csv")
     assert len(rows) == 9
     for r in rows:
         p = {k[len("param_"):]: v for k, v in r.items() if k.startswith("param_")}
@@ -110,7 +112,7 @@ def test_an_exception_inside_a_trial_is_that_trials_failure(tmp_path, monkeypatc
             assert r["verdict"] == "failed" and r["reason"] == "non-finite accuracy (nan)"
         else:
             assert r["verdict"] == "complete" and math.isfinite(r["accuracy"])
-    front = read_csv(run / "pareto.csv")
+    front = read_table(run / "pareto.csv")
     assert front and all(r["verdict"] == "complete" for r in front)
 
 
@@ -130,16 +132,92 @@ def test_workers_flag_shares_the_budget_exactly(tmp_path):
     trials = study_of(run, "three").get_trials(deepcopy=False)
     assert sum(finished(t) for t in trials) == 9 and not [t for t in trials if t.state.name == "RUNNING"]
     assert len({t.user_attrs["worker"] for t in trials if finished(t)}) >= 2  # the work was shared
-    assert len(read_csv(run / "trials.csv")) == 9
+    assert len(read_table(run / "trials.csv")) == 9
 
 
 @pytest.mark.parametrize("kind", ["journal", "postgres"])
 def test_chaos_three_workers_with_kills(kind, tmp_path, request):
     url = request.getfixturevalue("postgres_url") if kind == "postgres" else f"journal://{tmp_path / 'study.log'}"
-    result = chaos.run_chaos(url, tmp_path, workers=3, kills=4, budget=12, seed=1, interval=(2.0, 4.0), timeout_s=420)
+    result = chaos.run_chaos(url, tmp_path, workers=3, kills=4, budget=12, seed=1, interval=(2.0, 4.0), timeout_s=420,
+                             window_kills=2)
     assert result["ok"], result
-    assert result["ended"] == 12 and result["running"] == 0 and result["lost"] == 0 and result["changed"] == 0
-    assert result["duplicates"] == 0 and result["kills"] == 4 and result["exit_codes"] == [0, 0, 0], result["errors"]
+    assert result["ended"] == 12 and result["running"] == result["waiting"] == 0 and result["lost"] == result["changed"] == 0
+    assert result["fail_with_complete_verdict"] == result["failed_without_reason"] == 0 and result["killed_trials"] >= 2
+    assert result["duplicates"] == 0 and result["kills"] == 4 and result["window_kills"] == 2
+    assert result["exit_codes"] == [0, 0, 0], result["errors"]
+
+
+def _storage_url(kind: str, tmp_path: Path, request) -> str:
+    return request.getfixturevalue("postgres_url") if kind == "postgres" else f"journal://{tmp_path / 'study.log'}"
+
+
+def _books(study, max_retries: int = 2) -> dict:
+    """The study's books: ended trials, and the states and verdicts that must never remain or disagree."""
+    trials = study.get_trials(deepcopy=False)
+    rows, _ = rows_and_specs(study, max_retries)
+    return {"ended": sum(finished(t, max_retries) for t in trials),
+            "open": [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")],
+            "fail_complete": [t.number for t in trials if t.state.name == "FAIL" and t.user_attrs.get("verdict") == "complete"]
+            + [r["number"] for r in rows if r["state"] == "FAIL" and r["verdict"] == "complete"]}
+
+
+@pytest.mark.parametrize("kind", ["journal", "postgres"])
+def test_a_kill_between_recording_a_result_and_telling_optuna_is_retried_not_counted(kind, tmp_path, request):
+    """A worker dies after recording `verdict: complete` and its values but before tell: the heartbeat fails the trial,
+    which then carries `killed` and its reason in the storage (its partial record discarded) and never counts; its
+    retry runs, so exactly the budget ends with nothing left RUNNING or WAITING, and no ExperimentalWarning leaks."""
+    url = _storage_url(kind, tmp_path, request)
+    data = {**CHEAP, "name": f"window_{kind}", "budget": {"trials": 3},
+            "workers": {"heartbeat_s": 1, "grace_s": 3, "max_retries": 2}}
+    space_file = write(tmp_path, data)
+    token = tmp_path / "die-in-window"
+    token.touch()
+    doomed = subprocess.run(chaos.worker_command(space_file, url, tmp_path / "doomed", token), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert doomed.returncode == -signal.SIGKILL and not token.exists(), doomed.stderr[-1500:]
+    space = load_space(space_file)
+    study = open_study(space, tmp_path, url, create=False)
+    [victim] = study.get_trials(deepcopy=False)
+    assert victim.state.name == "RUNNING" and victim.user_attrs["verdict"] == "complete" and victim.user_attrs["values"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_search(space, tmp_path / "survivor", storage=url)
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    trials = study.get_trials(deepcopy=False)
+    killed = trials[victim.number]
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert killed.state.name == "FAIL" and killed.user_attrs["verdict"] == "killed" and killed.user_attrs["values"] == {}
+    assert killed.user_attrs["reason"] == f"worker died mid-trial; retried as trial {retry.number}"
+    assert retry.params == victim.params and retry.state.name == "COMPLETE" and retry.user_attrs["reference"] == "base"
+    assert _books(study) == {"ended": 3, "open": [], "fail_complete": []}
+    rows = read_table(tmp_path / "survivor" / "trials.csv")
+    assert [(r["number"], r["verdict"]) for r in rows if r["state"] == "FAIL"] == [(victim.number, "killed")]
+
+
+@pytest.mark.parametrize("kind", ["journal", "postgres"])
+def test_the_last_worker_waits_out_a_stopped_heartbeat_before_it_exits(kind, tmp_path, request):
+    """The budget is met while a trial whose worker died is still RUNNING (it had popped an enqueued trial, then died
+    before its first heartbeat): the last worker waits out its grace, fails it with its reason, and retires its retry
+    as surplus."""
+    url = _storage_url(kind, tmp_path, request)
+    space = load_space(write(tmp_path, {**CHEAP, "name": f"stale_{kind}", "budget": {"trials": 2},
+                                        "workers": {"heartbeat_s": 1, "grace_s": 3, "max_retries": 2}}))
+    run_search(space, tmp_path / "first", storage=url)
+    study = open_study(space, tmp_path, url)
+    study.enqueue_trial({"heads": 1, "s3_msa": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Optuna: a heartbeat storage outside Study.optimize
+        orphan = study.ask()  # popped by a worker that died before its first heartbeat (stale once its grace has passed)
+    run_search(space, tmp_path / "last", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    dead = trials[orphan.number]
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert dead.state.name == "FAIL" and dead.user_attrs["verdict"] == "killed"
+    assert dead.user_attrs["reason"] == f"worker died mid-trial; retried as trial {retry.number}"
+    assert retry.state.name == "FAIL" and retry.user_attrs["verdict"] == "surplus" and "budget was met" in retry.user_attrs["reason"]
+    assert _books(study) == {"ended": 2, "open": [], "fail_complete": []}
+    [row] = [r for r in rows_and_specs(study)[0] if r["number"] == orphan.number]
+    assert row["verdict"] == "killed" and row["reason"] == "worker died mid-trial; not retried (the budget was met)"
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs unshare and root for a second hostname")

@@ -1,61 +1,44 @@
 """Block kinds, each one module holding its spec, its ``nn.Module`` and its analytic cost (the pycls way).
 
-A module of this package defines a kind and registers it once with :func:`register`; the package
-imports every module it holds, so a new kind is one new file here. Everything else that lists block
-kinds derives from :data:`REGISTRY`: the spec union (``spec.blocks``), the builder's modules
+Each module of this package declares its kind once as ``KIND`` (a :class:`BlockKind`) and is listed in
+:data:`MODULES`, so a new kind is one new file here plus one entry there. Everything else that lists
+block kinds derives from :data:`REGISTRY`: the spec union (``spec.blocks``), the builder's modules
 (``nn.build.BLOCKS``), the analytic costs (``measure.complexity``), the one-letter stacking codes,
 the error paths and the space paths.
 
 A kind's contract: ``spec`` is a frozen :class:`archspace.spec._base.Spec` with ``kind: Literal[name]``
 and ``check(width) -> Optional[str]`` for width-dependent problems; ``module(spec, width,
 drop_path)`` maps channels-last ``(B, H, W, C)`` to the same shape; ``cost(spec, width, h, w)``
-returns the :class:`archspace.measure.costs.Cost` of exactly that module.
+returns the :class:`archspace.nn.costs.Cost` of exactly that module.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Iterable
+
+from . import convnext, effmod, msa, sam, vit
+from ._kind import BlockKind
+
+MODULES = (sam, effmod, msa, vit, convnext)  # every block kind, in listing order (union, error messages)
 
 
-@dataclass(frozen=True)
-class BlockKind:
-    """One registered block kind."""
+def _registry(entries: Iterable[BlockKind]) -> dict[str, BlockKind]:
+    """The kinds by name; refuses a repeated name or letter, or a spec whose tag differs from the name."""
+    out: dict[str, BlockKind] = {}
+    for kind in entries:
+        tag = kind.spec.model_fields["kind"].default
+        if tag != kind.name:
+            raise ValueError(f"block kind {kind.name!r}: its spec's kind defaults to {tag!r}")
+        if kind.name in out:
+            raise ValueError(f"block kind {kind.name!r} is listed twice")
+        if len(kind.letter) != 1 or not kind.letter.isupper() or any(k.letter == kind.letter for k in out.values()):
+            raise ValueError(f"block kind {kind.name!r}: letter {kind.letter!r} must be one capital letter no other kind uses")
+        out[kind.name] = kind
+    return out
 
-    name: str  # the spec's ``kind`` tag, e.g. "sam"
-    letter: str  # one capital letter in pattern strings, e.g. "S"
-    spec: type  # the pydantic spec class
-    module: type  # the nn.Module class: module(spec, width, drop_path=0.0)
-    cost: Callable[..., Any]  # cost(spec, width, h, w) -> Cost
-    order: int  # position in listings (union, error messages)
 
-
-REGISTRY: dict[str, BlockKind] = {}
-
-
-def register(name: str, *, letter: str, spec: type, module: type, cost: Callable[..., Any], order: int = 100) -> BlockKind:
-    """Register a block kind; refuses a second kind with the same name or letter, or a spec whose tag differs."""
-    tag = spec.model_fields["kind"].default
-    if tag != name:
-        raise ValueError(f"block kind {name!r}: its spec's kind defaults to {tag!r}")
-    if name in REGISTRY:
-        raise ValueError(f"block kind {name!r} is registered twice")
-    if len(letter) != 1 or not letter.isupper() or any(k.letter == letter for k in REGISTRY.values()):
-        raise ValueError(f"block kind {name!r}: letter {letter!r} must be one capital letter no other kind uses")
-    kind = BlockKind(name, letter, spec, module, cost, order)
-    REGISTRY[name] = kind
-    ordered = sorted(REGISTRY.values(), key=lambda k: (k.order, k.name))
-    REGISTRY.clear()
-    REGISTRY.update((k.name, k) for k in ordered)
-    return kind
+REGISTRY: dict[str, BlockKind] = _registry(m.KIND for m in MODULES)
 
 
 def kinds() -> list[str]:
     """The registered kind names, in listing order."""
     return list(REGISTRY)
-
-
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")

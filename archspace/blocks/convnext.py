@@ -12,11 +12,11 @@ import torch
 from pydantic import model_validator
 from torch import nn
 
-from ..measure.costs import Cost, conv, layernorm, linear
-from ..measure.costs import layer_scale as layer_scale_cost
-from ..nn.layers import DropPath, Mlp, layer_scale, nchw, nhwc
+from ..nn.costs import Cost, conv, layernorm, linear
+from ..nn.costs import layer_scale as layer_scale_cost
+from ..nn.layers import DropPath, Mlp, apply_layer_scale, layer_scale_gamma, nchw, nhwc
 from ..spec._base import Eps, PosFloat, PosInt, Ratio, Spec, odd_kernels
-from . import register
+from ._kind import BlockKind
 
 
 class ConvNeXtSpec(Spec):
@@ -49,12 +49,12 @@ class ConvNeXtBlock(nn.Module):
         self.dwconv = nn.Conv2d(width, width, k, padding=k // 2, groups=width)
         self.norm = nn.LayerNorm(width, eps=spec.norm_eps)
         self.mlp = Mlp(width, int(width * spec.mlp_ratio))
-        self.gamma = layer_scale(width, spec.layer_scale)
+        self.gamma = layer_scale_gamma(width, spec.layer_scale)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.mlp(self.norm(nhwc(self.dwconv(nchw(x)))))
-        return x + self.drop_path(y if self.gamma is None else self.gamma * y)
+        y = self.mlp(self.norm(nhwc(self.dwconv(nchw(x)))))  # B,H,W,C
+        return x + self.drop_path(apply_layer_scale(y, self.gamma))
 
 
 def convnext_cost(spec: ConvNeXtSpec, width: int, h: int, w: int) -> Cost:
@@ -65,4 +65,4 @@ def convnext_cost(spec: ConvNeXtSpec, width: int, h: int, w: int) -> Cost:
     return cost + layer_scale_cost(n, c, spec.layer_scale)
 
 
-register("convnext", letter="C", spec=ConvNeXtSpec, module=ConvNeXtBlock, cost=convnext_cost, order=3)
+KIND = BlockKind("convnext", letter="C", spec=ConvNeXtSpec, module=ConvNeXtBlock, cost=convnext_cost)

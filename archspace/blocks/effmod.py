@@ -11,11 +11,11 @@ import torch
 from pydantic import BeforeValidator, Field, model_validator
 from torch import nn
 
-from ..measure.costs import Cost, conv, elementwise, layernorm, linear
-from ..measure.costs import layer_scale as layer_scale_cost
-from ..nn.layers import DropPath, layer_scale, nchw, nhwc
+from ..nn.costs import Cost, conv, elementwise, layernorm, linear
+from ..nn.costs import layer_scale as layer_scale_cost
+from ..nn.layers import DropPath, apply_layer_scale, layer_scale_gamma, nchw, nhwc
 from ..spec._base import Eps, PosFloat, PosInt, Spec, _to_tuple, odd_kernels
-from . import register
+from ._kind import BlockKind
 
 
 class EffModSpec(Spec):
@@ -80,12 +80,11 @@ class EffModBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(width, eps=spec.norm_eps)
         self.mod = EfficientModulation(spec, width)
-        self.gamma = layer_scale(width, spec.layer_scale)
+        self.gamma = layer_scale_gamma(width, spec.layer_scale)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.mod(self.norm(x))
-        return x + self.drop_path(y if self.gamma is None else self.gamma * y)
+        return x + self.drop_path(apply_layer_scale(self.mod(self.norm(x)), self.gamma))
 
 
 def effmod_cost(spec: EffModSpec, width: int, h: int, w: int) -> Cost:
@@ -105,4 +104,4 @@ def effmod_cost(spec: EffModSpec, width: int, h: int, w: int) -> Cost:
     return cost + layer_scale_cost(n, c, spec.layer_scale)
 
 
-register("effmod", letter="E", spec=EffModSpec, module=EffModBlock, cost=effmod_cost, order=1)
+KIND = BlockKind("effmod", letter="E", spec=EffModSpec, module=EffModBlock, cost=effmod_cost)

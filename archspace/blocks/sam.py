@@ -12,11 +12,11 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..measure.costs import Cost, batchnorm, conv, detail_ffn, elementwise, layernorm, linear
-from ..measure.costs import layer_scale as layer_scale_cost
-from ..nn.layers import DetailFFN, DropPath, layer_scale, nchw, nhwc
+from ..nn.costs import Cost, batchnorm, conv, detail_ffn, elementwise, layernorm, linear
+from ..nn.costs import layer_scale as layer_scale_cost
+from ..nn.layers import DetailFFN, PreNormBlock, nchw, nhwc
 from ..spec._base import MAX_INT, Eps, IntTuple, PosFloat, PosInt, Ratio, Spec, odd_kernels
-from . import register
+from ._kind import BlockKind
 
 Aggregation = Literal["saa", "ibn", "linear2", "linear1", "none"]
 Split = Literal["even", "front", "last"]
@@ -151,24 +151,12 @@ class ScaleAwareModulation(nn.Module):
         return self.proj(nhwc(m) * v)
 
 
-class SAMBlock(nn.Module):
+class SAMBlock(PreNormBlock):
     """Pre-norm block: x + ls1 * SAM(LN x); x + ls2 * DetailFFN(LN x)."""
 
     def __init__(self, spec: SAMSpec, width: int, drop_path: float = 0.0):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width, eps=spec.norm_eps)
-        self.mixer = ScaleAwareModulation(spec, width)
-        self.norm2 = nn.LayerNorm(width, eps=spec.norm_eps)
-        self.mlp = DetailFFN(width, int(width * spec.mlp_ratio))
-        self.gamma_1 = layer_scale(width, spec.layer_scale)
-        self.gamma_2 = layer_scale(width, spec.layer_scale)
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.mixer(self.norm1(x))
-        x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
-        y = self.mlp(self.norm2(x))
-        return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
+        super().__init__(width, ScaleAwareModulation(spec, width), DetailFFN(width, int(width * spec.mlp_ratio)),
+                         mixer_name="mixer", norm_eps=spec.norm_eps, layer_scale=spec.layer_scale, drop_path=drop_path)
 
 
 def sam_cost(spec: SAMSpec, width: int, h: int, w: int) -> Cost:
@@ -191,4 +179,4 @@ def sam_cost(spec: SAMSpec, width: int, h: int, w: int) -> Cost:
     return cost + layer_scale_cost(n, c, spec.layer_scale) + layer_scale_cost(n, c, spec.layer_scale)
 
 
-register("sam", letter="S", spec=SAMSpec, module=SAMBlock, cost=sam_cost, order=0)
+KIND = BlockKind("sam", letter="S", spec=SAMSpec, module=SAMBlock, cost=sam_cost)

@@ -22,14 +22,19 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from archspace.evaluate.budget import ProxyNetwork
 from archspace.vocab import Proxy
 
-__all__ = ["PROXIES", "Proxy", "ProxyResult", "count_macs", "proxy_batch", "score", "score_proxy"]
+if TYPE_CHECKING:
+    from archspace.evaluate.data import DeviceDataset
+
+__all__ = ["PROXIES", "Proxy", "ProxyResult", "count_macs", "proxy_batch", "proxy_data", "score", "score_proxy"]
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.LeakyReLU, nn.Mish)
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -47,6 +52,29 @@ class ProxyResult(BaseModel):
     resolution: int
     device: str
     seed: int
+    network: ProxyNetwork | None = Field(None, description="what was scored (set by archspace.evaluate.evaluate)")
+
+    def describe(self) -> str:
+        """One line: the proxy, its batch and the network scored ('params of 0.5x width, ...: 1.31M params')."""
+        line = f"{self.proxy} on {self.batch_size} images at {self.resolution} px on {self.device}"
+        return line + (f"; scored {self.network.describe()}" if self.network is not None else "")
+
+
+def proxy_data(
+    dataset: str = "fashion-mnist",
+    *,
+    size: int = 64,
+    resolution: int = 32,
+    channels: int = 3,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> "DeviceDataset":
+    """The seeded, class-balanced test-split sample a proxy scores on, with its dataset's meta (class count)."""
+    from archspace.evaluate.data import DeviceDataset
+
+    return DeviceDataset.load(dataset, "test", root=root, subset=size, seed=seed,
+                              resolution=resolution, channels=channels, device=device)
 
 
 def proxy_batch(
@@ -60,10 +88,7 @@ def proxy_batch(
     device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded, class-balanced, normalized real minibatch (images B,C,R,R float32, labels B) from the test split."""
-    from archspace.evaluate.data import DeviceDataset
-
-    data = DeviceDataset.load(dataset, "test", root=root, subset=size, seed=seed,
-                              resolution=resolution, channels=channels, device=device)
+    data = proxy_data(dataset, size=size, resolution=resolution, channels=channels, seed=seed, root=root, device=device)
     return data.prepare(data.images), data.labels
 
 
@@ -172,14 +197,10 @@ def _params(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """FLOPs (multiply-accumulates) per image: archspace.measure's 'smt-paper' convention if present, else conv/linear MACs."""
-    try:
-        from archspace.measure.flops import count_flops  # type: ignore[attr-defined]
-    except ImportError:
-        count_flops = None
-    if count_flops is not None:
-        return float(count_flops(model, (1, *x.shape[1:]), ("smt-paper",))["smt-paper"])
-    return float(count_macs(model, tuple(x.shape[1:])))
+    """FLOPs (multiply-accumulates) per image at the batch's resolution, in archspace.measure's 'smt-paper' convention."""
+    from archspace.measure.flops import count_flops
+
+    return float(count_flops(model, (1, *x.shape[1:]), ("smt-paper",))["smt-paper"])
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:

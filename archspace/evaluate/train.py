@@ -13,80 +13,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Literal, TYPE_CHECKING
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from archspace.evaluate.budget import ProxyNetwork, TrainBudget
 from archspace.evaluate.data import DeviceDataset
+from archspace.spec.net import NetSpec
 
-if TYPE_CHECKING:
-    from archspace.spec.net import NetSpec
-
-__all__ = ["FidelityPoint", "ProgressCallback", "TrainBudget", "TrainEvent", "TrainResult", "train_proxy"]
-
-
-class TrainBudget(BaseModel):
-    """How much training a proxy run gets: data, resolution, optimizer, schedule, precision, seed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    epochs: int = Field(3, ge=1)
-    train_subset: int | None = Field(5000, ge=10, description="class-balanced train subset; None = all")
-    test_subset: int | None = Field(2000, ge=10, description="class-balanced test subset; None = all")
-    resolution: int = Field(32, ge=8)
-    width_mult: float | None = Field(None, gt=0, le=4, description="train the spec with its stage widths scaled "
-                                     "(kept divisible by the heads); None = as the spec")
-    stem_stride: int | None = Field(None, ge=1, le=8, description="train the spec with its stem at this stride "
-                                    "(2 keeps 224 px feature-map sizes / 7 on 32 px inputs); None = as the spec")
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(500, ge=1)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_epochs: float = Field(0.3, ge=0, description="linear warm-up length for the cosine schedule")
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    augment: bool = True
-    grad_clip: float | None = Field(5.0, gt=0)
-    bf16: bool = Field(True, description="bf16 autocast; applied on CUDA only")
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads inside the run; None = unchanged")
-
-    @model_validator(mode="after")
-    def _check(self) -> TrainBudget:
-        if self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs={self.warmup_epochs} must be below epochs={self.epochs}")
-        return self
-
-    @classmethod
-    def cpu_default(cls, **update) -> TrainBudget:
-        """The embedded CPU budget, chosen by the proxy design study (experiments/fidelity.py).
-
-        One epoch on 2,400 class-balanced Fashion-MNIST images at 32 px, with the stem at stride 2
-        (the stages see 16/8/4/2 maps, the sizes ImageNet's 224 px gives at stride 4 / 7) and every
-        stage at half width; batch 48, AdamW, warm-up + cosine, no augmentation. The study's table
-        and the reasons for this choice are in the README.
-        """
-        base = dict(epochs=1, train_subset=2400, test_subset=1000, resolution=32, stem_stride=2, width_mult=0.5,
-                    batch_size=48, lr=2e-3, weight_decay=0.05, warmup_epochs=0.3, schedule="cosine", augment=False)
-        return cls(**{**base, **update})
-
-    @classmethod
-    def for_device(cls, device: str | torch.device, **update) -> TrainBudget:
-        """The default budget for a device (the one place that chooses): CPU, else the GPU budget; ``update`` overrides."""
-        return (cls.cpu_default if torch.device(device).type == "cpu" else cls.gpu_default)(**update)
-
-    @classmethod
-    def gpu_default(cls, **update) -> TrainBudget:
-        """The GPU budget: full Fashion-MNIST, batch 1024 with LR scaled linearly, bf16, channels-last, compiled."""
-        base = dict(epochs=3, train_subset=None, test_subset=None, resolution=32, batch_size=1024,
-                    eval_batch_size=2048, lr=2e-3 * 1024 / 256, weight_decay=0.05, warmup_epochs=0.5,
-                    schedule="cosine", bf16=True, channels_last=True, compile=True)
-        return cls(**{**base, **update})
+__all__ = ["FidelityPoint", "ProgressCallback", "ProxyNetwork", "TrainBudget", "TrainEvent", "TrainResult", "train_proxy"]
 
 
 class FidelityPoint(BaseModel):
@@ -101,21 +38,40 @@ class FidelityPoint(BaseModel):
 
 
 class TrainEvent(BaseModel):
-    """A progress report: kind 'step' (every step), 'epoch' (mean loss) or 'fidelity' (test accuracy)."""
+    """A progress report: kind 'step' (every step), 'epoch' (mean loss) or 'fidelity' (test accuracy).
+
+    Counts are of the whole run, so a display needs no arithmetic: ``step`` of ``steps`` optimizer steps
+    done (0 <= step <= steps), in epoch ``epoch`` of ``epochs`` (1-based: 1 <= epoch <= epochs).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["step", "epoch", "fidelity"]
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
+    epoch: int = Field(ge=1, description="the epoch this event is in, 1-based")
+    epochs: int = Field(ge=1, description="epochs of the run")
+    step: int = Field(ge=0, description="optimizer steps done so far in the run")
+    steps: int = Field(ge=0, description="optimizer steps of the whole run (all epochs)")
     loss: float | None = None
     top1: float | None = None
 
+    @model_validator(mode="after")
+    def _within(self) -> TrainEvent:
+        if self.step > self.steps or self.epoch > self.epochs:
+            raise ValueError(f"step {self.step}/{self.steps}, epoch {self.epoch}/{self.epochs}: a count exceeds its total")
+        return self
+
+    def info(self) -> str:
+        """'epoch 2/3', with the loss or top-1 when the event has one: the text beside a bar of ``step``/``steps``."""
+        text = f"epoch {self.epoch}/{self.epochs}"
+        if self.loss is not None:
+            text += f" loss {self.loss:.3f}"
+        if self.top1 is not None:
+            text += f" top-1 {100 * self.top1:.1f}%"
+        return text
+
 
 class TrainResult(BaseModel):
-    """The record of one proxy-training run: accuracy, curves, speed, device and the budget used."""
+    """The record of one proxy-training run: accuracy, curves, speed, device, the budget and the network trained."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -130,13 +86,19 @@ class TrainResult(BaseModel):
     wall_time_s: float
     train_time_s: float
     images_per_s: float
-    params: int
+    params: int = Field(description="parameters of the network as trained (see network)")
     dataset: str
     train_size: int
     test_size: int
     device: str
     threads: int
     budget: TrainBudget
+    network: ProxyNetwork | None = Field(None, description="what was trained; None in records written before it was kept")
+
+    def describe(self) -> str:
+        """One line of the protocol: data, epochs, resolution and the network trained (width, stem, params vs full)."""
+        line = f"proxy training: {self.budget.describe(self.dataset, self.train_size, self.test_size)} on {self.device}"
+        return line + (f"; trained {self.network.describe()}" if self.network is not None else f"; {self.params / 1e6:.2f}M params")
 
 
 ProgressCallback = Callable[[TrainEvent], "bool | None"]
@@ -199,18 +161,47 @@ def _evaluate(model: nn.Module, data: DeviceDataset, budget: TrainBudget, autoca
     return correct1.item() / n, correct5.item() / n
 
 
-def _as_factory(model, budget: TrainBudget):
-    """A spec becomes a factory of its model at the budget's proxy stem stride; a module or factory passes through."""
-    from archspace.spec.net import NetSpec
+def default_budget(model: Any, device: str | torch.device = "cpu") -> TrainBudget:
+    """The device's default budget (``TrainBudget.for_device``); a built model or factory trains as given (no stem or width change)."""
+    budget = TrainBudget.for_device(device)
+    return budget if isinstance(model, NetSpec) else budget.without_network_changes()
 
-    if isinstance(model, NetSpec):
-        from archspace.nn.build import build
 
-        spec = model.with_stem_stride(budget.stem_stride).with_width_mult(budget.width_mult)
-        return lambda: build(spec)
-    if budget.stem_stride is not None or budget.width_mult is not None:
+def check_network_knobs(model: Any, budget: TrainBudget) -> None:
+    """Refuse a budget that changes the network (stem stride, width) for a built model or factory: only a spec can change."""
+    if not isinstance(model, NetSpec) and (budget.stem_stride is not None or budget.width_mult is not None):
         raise ValueError("stem_stride/width_mult: the budget changes the network, so pass the NetSpec, not a built model")
-    return model
+
+
+def proxy_spec(spec: NetSpec, budget: TrainBudget, num_classes: int) -> NetSpec:
+    """The spec a budget trains: the stem at the budget's stride, widths scaled, ``num_classes`` outputs."""
+    proxy = spec.with_stem_stride(budget.stem_stride).with_width_mult(budget.width_mult)
+    return proxy if proxy.num_classes == num_classes else proxy.model_copy(update={"num_classes": num_classes})
+
+
+def instantiate(model: "nn.Module | Callable[[], nn.Module]") -> nn.Module:
+    """A module as given, or a factory's module (checked to be one)."""
+    if isinstance(model, nn.Module):
+        return model
+    built = model()
+    if not isinstance(built, nn.Module):
+        raise TypeError(f"model factory returned {type(built).__name__}; it must return an nn.Module")
+    return built
+
+
+def network_record(module: nn.Module, spec: NetSpec | None, width_mult: float | None, resolution: int,
+                   num_classes: int) -> ProxyNetwork:
+    """What ran: the module's params, stem stride and head beside the full network of ``spec`` (as written, before proxy knobs)."""
+    run_spec = getattr(module, "spec", None)
+    full = None
+    if spec is not None:
+        from archspace.measure.complexity import complexity
+
+        full = complexity(spec, resolution)["params"]
+    return ProxyNetwork(width_mult=width_mult if spec is not None else None,
+                        stem_stride=run_spec.stem.stride if isinstance(run_spec, NetSpec) else None,
+                        resolution=resolution, num_classes=num_classes,
+                        params=sum(p.numel() for p in module.parameters()), full_params=full)
 
 
 def train_proxy(
@@ -223,7 +214,11 @@ def train_proxy(
     progress: ProgressCallback | None = None,
     fidelities: Sequence[int] = (1, 3, 9),
 ) -> TrainResult:
-    """Train a model (or a zero-arg factory) under a budget and return a TrainResult; trains in place.
+    """Train a model (or a zero-arg factory, or a NetSpec) under a budget and return a TrainResult; trains in place.
+
+    ``budget`` None: the device's default (:func:`default_budget`). A NetSpec is built with the
+    budget's stem stride and width and with the dataset's class count; a module or factory must
+    already have a head of the dataset's class count (ValueError otherwise).
 
     Test accuracy is measured after each epoch in ``fidelities`` that is within the budget and
     after the last epoch. ``progress(event)`` is called on every step, epoch and fidelity; return
@@ -235,8 +230,8 @@ def train_proxy(
     See ``TrainBudget.cpu_default`` for the CPU budget (its measured cost is in the README), and
     ``experiments/fidelity.py`` for how well each budget ranks architectures.
     """
-    budget = budget or TrainBudget()
-    model = _as_factory(model, budget)
+    budget = budget if budget is not None else default_budget(model, device)
+    check_network_knobs(model, budget)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} but CUDA is not available; use device='cpu'")
@@ -255,19 +250,24 @@ def train_proxy(
 
 def _train(model, budget, dataset, dataset_root, dev, progress, fidelities, threads, t_start) -> TrainResult:
     """The training loop proper (called inside train_proxy's thread and RNG guards)."""
-    if not isinstance(model, nn.Module):
-        model = model()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model factory returned {type(model).__name__}; it must return an nn.Module")
-    in_ch = input_channels(model)
+    spec = model if isinstance(model, NetSpec) else None
+    if spec is None:
+        model = instantiate(model)
+    in_ch = spec.in_chans if spec is not None else input_channels(model)
     common = dict(resolution=budget.resolution, channels=in_ch, device=dev)
     train_data = DeviceDataset.load(dataset, "train", root=dataset_root, subset=budget.train_subset,
                                     seed=budget.seed, augment=budget.augment, **common)
     test_data = DeviceDataset.load(dataset, "test", root=dataset_root, subset=budget.test_subset,
                                    seed=budget.seed, augment=False, **common)
+    classes = train_data.meta.num_classes
+    if spec is not None:
+        from archspace.nn.build import build
+
+        torch.manual_seed(budget.seed)  # a spec's weights start from the seed alone, whatever loading the data drew
+        model = build(proxy_spec(spec, budget, classes))
+    network = network_record(model, spec, budget.width_mult, budget.resolution, classes)
     memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=memory_format)
-    params = sum(p.numel() for p in model.parameters())
     use_bf16 = budget.bf16 and dev.type == "cuda"
 
     def autocast():
@@ -304,7 +304,12 @@ def _train(model, budget, dataset, dataset_root, dev, progress, fidelities, thre
                     g["lr"] = budget.lr * factor
                 x = x.contiguous(memory_format=memory_format)
                 with autocast():
-                    loss = criterion(step_model(x), y)
+                    logits = step_model(x)
+                if step == 0 and logits.shape[-1] != classes:
+                    raise ValueError(f"the model has {logits.shape[-1]} outputs but {dataset} has {classes} classes; "
+                                     f"build it with num_classes={classes} or pass its NetSpec")
+                with autocast():
+                    loss = criterion(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if budget.grad_clip is not None:
@@ -353,8 +358,8 @@ def _train(model, budget, dataset, dataset_root, dev, progress, fidelities, thre
         epochs_done=len(loss_curve), steps_per_epoch=steps_per_epoch, loss_curve=loss_curve, fidelities=points,
         wall_time_s=time.perf_counter() - t_start, train_time_s=train_time,
         images_per_s=images / train_time if train_time > 0 else 0.0,
-        params=params, dataset=dataset, train_size=len(train_data), test_size=len(test_data),
-        device=_device_name(dev, threads), threads=threads, budget=budget,
+        params=network.params, dataset=dataset, train_size=len(train_data), test_size=len(test_data),
+        device=_device_name(dev, threads), threads=threads, budget=budget, network=network,
     )
 
 

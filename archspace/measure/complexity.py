@@ -15,9 +15,9 @@ Conventions (all multiply-accumulates, batch 1):
 from __future__ import annotations
 
 from ..blocks import REGISTRY
+from ..nn.costs import Cost, batchnorm, conv, layernorm, linear
 from ..spec.io import load_spec
 from ..spec.net import NetSpec
-from .costs import Cost, batchnorm, conv, layernorm, linear
 
 BLOCK_COSTS = {name: kind.cost for name, kind in REGISTRY.items()}
 

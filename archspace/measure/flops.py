@@ -94,7 +94,7 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode, restoring each one's previous flag afterwards."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -330,7 +330,7 @@ def count_full_macs(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 2
     means, additions, and multiplications by a Python or 0-d scalar (attention scaling).
     """
     shape = _check_input_shape(input_shape)
-    with _eval_mode(model):
+    with eval_mode(model):
         return _run_counted(model, shape, want_full=True)[1]
 
 
@@ -395,7 +395,7 @@ def _count(
     names = _check_conventions(conventions)
     macs: dict[str, int] = {}
     skipped: dict[str, int] = {}
-    with _eval_mode(model):
+    with eval_mode(model):
         if "smt-paper" in names or "full" in names:
             paper, full = _run_counted(model, shape, want_full="full" in names)
             macs["smt-paper"], macs["full"] = paper, full

@@ -28,7 +28,7 @@ class Stage(nn.Module):
 
 
 class HybridNet(nn.Module):
-    """Stem -> stages -> global pool -> linear; features are channels-last (B, H, W, C)."""
+    """Stem -> stages -> global pool -> linear; blocks run channels-last, features come out NCHW (timm's convention)."""
 
     def __init__(self, spec: NetSpec, num_classes: Optional[int] = None):
         super().__init__()
@@ -48,15 +48,16 @@ class HybridNet(nn.Module):
         self.head = nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else nn.Identity()
         self.feature_info = [{"num_chs": w, "reduction": r, "module": f"stages.{i}"}
                              for i, (w, r) in enumerate(zip(widths, spec.stage_strides()))]
-        self.apply(_init_weights)
+        if not next(self.parameters()).is_meta:  # a meta-device model (counting parameters) has no values to initialise
+            self.apply(_init_weights)
 
     def forward_intermediates(self, x: torch.Tensor, indices: Optional[Sequence[int]] = None,
                               intermediates_only: bool = False):
         """Per-stage feature maps in NCHW (timm's convention), for detection or segmentation necks.
 
         ``indices``: which stages (default all; negative counts from the end). Returns the list of maps,
-        or with ``intermediates_only=False`` the channels-last final features and the list. Strides and
-        channels are in ``feature_info``.
+        or with ``intermediates_only=False`` the final features (as ``forward_features``) and the list.
+        Strides and channels are in ``feature_info``.
         """
         n = len(self.stages)
         take = sorted({i % n for i in (range(n) if indices is None else indices)})
@@ -68,18 +69,18 @@ class HybridNet(nn.Module):
                 maps.append(x.permute(0, 3, 1, 2).contiguous())
             if intermediates_only and i == take[-1]:
                 return maps
-        return maps if intermediates_only else (x, maps)
+        return maps if intermediates_only else (x.permute(0, 3, 1, 2), maps)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, H, W) -> channels-last features (B, H/stride, W/stride, C_last)."""
-        return self.stages(self.stem(x))
+        """(B, C_in, H, W) -> features (B, C_last, H/stride, W/stride), NCHW like ``features_only``'s maps."""
+        return self.stages(self.stem(x)).permute(0, 3, 1, 2)  # B,C,H,W (a view of the channels-last map)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool the features and classify (or return the pooled features)."""
+        """Pool the NCHW features of ``forward_features`` and classify (or return the pooled features)."""
         if self.pool == "mean":
-            x = x.mean(dim=(1, 2))
+            x = x.mean(dim=(2, 3))  # B,C
         else:
-            x = self.avgpool(x.permute(0, 3, 1, 2)).flatten(1)
+            x = self.avgpool(x).flatten(1)  # B,C
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 

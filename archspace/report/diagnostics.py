@@ -59,7 +59,8 @@ def describe(check: dict[str, Any]) -> str:
 
 
 def plot_capacity(rows: Sequence[dict], check: dict[str, Any], path_stem, protocol: str = "") -> list:
-    """Accuracy against params of every completed trial, with the rank correlation in the title."""
+    """Accuracy against params of every completed trial, with the rank correlation in the title; ``protocol`` is the
+    accuracy axis label (:func:`protocol_label`)."""
     import matplotlib.pyplot as plt
 
     from .plots import _save
@@ -69,7 +70,7 @@ def plot_capacity(rows: Sequence[dict], check: dict[str, Any], path_stem, protoc
     if done:
         ax.scatter([float(r["mparams"]) for r in done], [float(r["accuracy"]) for r in done], s=22, color="#1f77b4")
     ax.set_xlabel("params (M)")
-    ax.set_ylabel("accuracy" + (f" ({protocol})" if protocol else ""), fontsize=8)
+    ax.set_ylabel(protocol.replace(": ", ":\n", 1) if protocol else "accuracy", fontsize=8)
     ax.grid(alpha=0.3)
     title = f"accuracy vs capacity: Kendall tau {check.get('tau_params')} (params), {check.get('tau_flops')} (FLOPs)"
     if check.get("warning"):
@@ -84,10 +85,9 @@ def dumps(check: dict[str, Any]) -> str:
 
 
 def protocol_label(space) -> str:
-    """'fashion-mnist, 1 ep x 2,400 img, 32 px, stem s2, w0.5' (or 'synflow score'): a space's accuracy protocol, resolved."""
-    from ..search.results import accuracy_label, protocol
-
-    return accuracy_label(protocol(space))
+    """The accuracy axis of a space, its protocol resolved: 'proxy top-1 (%): fashion-mnist, 1 ep x 2,400 img, ...'
+    when trained, 'naswot score on fashion-mnist' for a zero-cost evaluator."""
+    return axis_labels(space)["accuracy"]
 
 
 def axis_labels(space) -> dict[str, str]:
@@ -98,7 +98,8 @@ def axis_labels(space) -> dict[str, str]:
 
     p = protocol(space)
     out = dict(LABELS)
-    out["accuracy"] = f"{LABELS['accuracy']}: {accuracy_label(p)}"
+    trained = p["evaluator"] == "train"  # a zero-cost score (naswot near 700, synflow, params) is no top-1 %
+    out["accuracy"] = f"{LABELS['accuracy']}: {accuracy_label(p)}" if trained else accuracy_label(p)
     if latency_label(p):
         out["latency_ms"] = f"{LABELS['latency_ms']}: {latency_label(p)}"
     out["gmacs"] = f"{LABELS['gmacs']} ({p['gmacs_convention']}) at {space.measure.resolution} px"

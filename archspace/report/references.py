@@ -4,8 +4,9 @@ A space's ``references`` (or ``archspace report RUN --references A,B``) are trai
 as a trial of the run: the same evaluator, seed, latency settings and calibration. They are kept in
 ``RUN_DIR/references.csv`` with the protocol they were measured under, so a later report reuses them
 and a changed protocol measures them again. Each gets its *standing* against the searched trials:
-the same architecture as a trial, dominated by a trial, or not dominated (it lies where the search did
-not sample). References are never trials: they do not count toward the budget or enter the front.
+the same architecture as a trial, dominated by a trial, dominating trials (ahead of the searched front), or
+on the front beside them (where the search did not sample). References are never trials: they do not count
+toward the budget or enter the front.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..files import atomic_write_text
 from ..search.results import read_table, to_csv
 from ..search.space import Space
-from ..search.store import dominates
+from ..search.front import dominates, pareto_front
 from ..vocab import VALUE_COLUMNS
 
 FILE = "references.csv"
@@ -88,19 +89,31 @@ def standing(ref: dict, trials: Sequence[dict], space: Space) -> str:
         return f"the same architecture as trial {int(same['number'])}{over}"
     signs = [1 if d == "maximize" else -1 for d in space.directions]
     v = [float(ref[k]) for k in keys]
+    margin = lambda a, b: sum(s * (float(a[k]) - float(b[k])) / max(abs(float(b[k])), 1e-12) for k, s in zip(keys, signs))
     beaters = [t for t in done if dominates([float(t[k]) for k in keys], v, signs)]
     if beaters:
-        best = max(beaters, key=lambda t: sum(s * (float(t[k]) - float(ref[k])) / max(abs(float(ref[k])), 1e-12)
-                                              for k, s in zip(keys, signs)))
-        diffs = ", ".join(_diff(k, float(best[k]), float(ref[k])) for k in keys)
+        best = max(beaters, key=lambda t: margin(t, ref))
+        diffs = ", ".join(_diff(k, float(best[k]), float(ref[k]), space) for k in keys)
         return f"dominated by trial {int(best['number'])} ({diffs}){over}"
-    return "not dominated by any searched trial: the search did not sample where it lies" + over
+    beaten = [t for t in done if dominates(v, [float(t[k]) for k in keys], signs)]
+    if beaten:
+        front = {int(t["number"]) for t in pareto_front(done, keys, space.directions)}
+        on_front = [t for t in beaten if int(t["number"]) in front]
+        worst = max(on_front or beaten, key=lambda t: margin(ref, t))
+        diffs = ", ".join(_diff(k, float(ref[k]), float(worst[k]), space) for k in keys)
+        others = len(beaten) - 1
+        what = "front trial" if on_front else "trial"
+        more = f" and {others} other trial{'s' if others > 1 else ''}" if others else ""
+        return f"dominates {what} {int(worst['number'])} ({diffs}){more}{over}"
+    return "on the front: it neither dominates nor is dominated by a searched trial (the search did not sample where it lies)" + over
 
 
-def _diff(key: str, trial: float, ref: float) -> str:
-    if key == "accuracy":
-        return f"accuracy {trial - ref:+.1f} points"
-    return f"{key} {100.0 * (trial / ref - 1.0):+.0f}%" if ref else f"{key} {trial:.3g} vs {ref:.3g}"
+def _diff(key: str, a: float, b: float, space: Space) -> str:
+    """How ``a`` differs from ``b``: top-1 in points when trained, anything else (a zero-cost score, a cost) in %."""
+    if key == "accuracy" and space.evaluator.kind == "train":
+        return f"accuracy {a - b:+.1f} points"
+    name = f"{space.evaluator.kind} score" if key == "accuracy" else key
+    return f"{name} {100.0 * (a / b - 1.0):+.0f}%" if b else f"{name} {a:.3g} vs {b:.3g}"
 
 
 def with_standing(rows: Sequence[dict], trials: Sequence[dict], space: Space) -> list[dict]:

@@ -4,22 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..search.space import Space, load_space
-from ..search.store import pareto_front, read_csv
+from ..search.rundir import run_space
+from ..search.space import Space
+from ..search.front import pareto_front
+from ..search.results import read_table
 from ..spec.errors import SpecError
-
-
-def run_space(run_dir: Path) -> Space:
-    """The space a run was made with (run_dir/space.yaml)."""
-    path = Path(run_dir) / "space.yaml"
-    if not path.exists():
-        raise SpecError(f"{run_dir}: not a run directory (no space.yaml; run 'archspace search SPACE --run-dir {run_dir}')")
-    return load_space(path)
 
 
 def references(run_dir: Path) -> dict[int, str]:
     """Trials that are reference networks (the base), by number."""
-    rows = read_csv(Path(run_dir) / "trials.csv")
+    rows = read_table(Path(run_dir) / "trials.csv")
     space = run_space(run_dir)
     base = space.base if isinstance(space.base, str) else "base"
     return {int(r["number"]): f"{Path(base).stem} (base)" for r in rows if r.get("reference") == "base"}
@@ -32,7 +26,7 @@ def reference_rows(run_dir: Path, space: Space) -> list[dict]:
 
     rows = read_references(run_dir, space)
     if rows:
-        rows = with_standing(rows, read_csv(Path(run_dir) / "trials.csv"), space)
+        rows = with_standing(rows, read_table(Path(run_dir) / "trials.csv"), space)
         write_references(run_dir, rows)
     return rows
 
@@ -51,7 +45,6 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     fronts, curve = run_plot_data(run_dir, objectives, refs)
     measured = reference_rows(run_dir, space)
     out = []
-    names = {"latency_ms": "pareto_latency", "gmacs": "pareto_flops"}
     from .diagnostics import axis_labels
     from .pareto import with_references
 
@@ -59,7 +52,7 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     for data in fronts:
         data = with_references(data, measured)
         note = f"\n(stars: {len(measured)} reference(s) measured alike, not searched)" if measured else ""
-        out += plot_front(data, run_dir / names[data.x_key], title=f"{space.name}: {len(data.points)} architectures, "
+        out += plot_front(data, run_dir / data.file, title=f"{space.name}: {len(data.points)} architectures, "
                           f"front of {len(data.front)} over these two axes{note}", x_label=labels[data.x_key],
                           y_label=labels[data.y_key])
     has_base = any(v.endswith("(base)") for v in refs.values())
@@ -74,7 +67,7 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
         from ..files import atomic_write_text
         from .diagnostics import capacity_check, dumps, plot_capacity, protocol_label
 
-        rows = read_csv(run_dir / "trials.csv")
+        rows = read_table(run_dir / "trials.csv")
         check = capacity_check(rows)
         atomic_write_text(run_dir / "fidelity.json", dumps(check))
         out += plot_capacity(rows, check, run_dir / "capacity", protocol_label(space))
@@ -90,16 +83,17 @@ def write_html(run_dir: Path, space: Space, labels: dict[str, str]) -> list[Path
     except ImportError:
         return []
     from ..files import atomic_write_text
-    from .pareto import front_data
+    from .pareto import front_axes, front_data
 
-    rows = [r for r in read_csv(run_dir / "trials.csv") if r.get("verdict") == "complete"]
-    xs = [x for x in ("latency_ms", "gmacs") if any(r.get(x) is not None for r in rows) and any(r.get("accuracy") is not None for r in rows)]
+    rows = [r for r in read_table(run_dir / "trials.csv") if r.get("verdict") == "complete"]
+    axes = front_axes(rows, [(o.key, o.direction) for o in space.objectives])
+    xs = [x for x, _ in axes]
     if not xs:
         return []
     fig = make_subplots(rows=1, cols=len(xs))
     by_number = {int(r["number"]): r for r in rows}
     for col, x in enumerate(xs, start=1):
-        data = front_data(rows, x)
+        data = front_data(rows, x, x_direction=dict(axes)[x])
         for pts, name, color in ((data.points, "trials", "#9aa5b1"), (data.front, "Pareto front", "#d62728")):
             if not pts:
                 continue
@@ -136,5 +130,5 @@ def fidelity(run_dir: Path) -> Optional[dict]:
 def best(run_dir: Path) -> list[dict]:
     """The Pareto set of a run over its objectives."""
     space = run_space(run_dir)
-    rows = [r for r in read_csv(Path(run_dir) / "trials.csv") if r.get("verdict") == "complete"]
+    rows = [r for r in read_table(Path(run_dir) / "trials.csv") if r.get("verdict") == "complete"]
     return pareto_front(rows, [o.key for o in space.objectives], space.directions)

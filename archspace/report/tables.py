@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 RESULTS = Path("experiments") / "results"
 ABLATION_COLUMNS = [("label", "variant"), ("params_M", "params (M)"), ("paper_params_M", "paper params"),
@@ -60,43 +60,97 @@ def ablation_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def ablation_plot_data(table: dict[str, Any]) -> list[tuple[str, Optional[float], Optional[float], Optional[float]]]:
-    """(label, proxy top-1 mean, its spread, paper top-1) per row."""
-    return [(r["label"], r.get("top1_mean"), r.get("top1_std"), r.get("paper_top1")) for r in table["rows"]]
+def text_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """A fixed-width terminal table of ``rows`` with (key, header) columns: numbers right-aligned to the decimals
+    their column needs (at most 3), None blank."""
+    def decimals(key: str) -> int:
+        floats = [r[key] for r in rows if isinstance(r.get(key), float)]
+        return min(3, max((len(repr(v).partition(".")[2]) for v in floats), default=0))
+
+    places = {k: decimals(k) for k, _ in columns}
+
+    def cell(k: str, v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, (int, float)):
+            return f"{v:,.{places[k]}f}"
+        return str(v)
+    cells = [[cell(k, r.get(k)) for k, _ in columns] for r in rows]
+    numeric = [all(r.get(k) is None or (isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)) for r in rows)
+               for k, _ in columns]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, (_, h) in enumerate(columns)]
+    line = lambda cs: "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cs, widths, numeric)).rstrip()
+    return "\n".join([line([h for _, h in columns]), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+
+
+def correlation_words(corr: dict[str, Any]) -> str:
+    """'Kendall tau -0.21 (90% over seeds: -0.52 to 0.21), Spearman -0.35, over 6 rows' (or why there is none)."""
+    if corr.get("kendall_tau") is None:
+        return f"no rank correlation: {corr.get('n', 0)} row(s) with both a proxy and a paper top-1 (needs 3)"
+    ci = f" (90% over seeds: {corr['tau_lo90']} to {corr['tau_hi90']})" if corr.get("tau_lo90") is not None else ""
+    return f"Kendall tau {corr['kendall_tau']}{ci}, Spearman {corr.get('spearman')}, over {corr.get('n')} rows"
+
+
+def ablation_text(table: dict[str, Any]) -> str:
+    """The ablation result for a terminal: title, one line per row (columns with a value), the rank correlation."""
+    cols = [c for c in ABLATION_COLUMNS if any(r.get(c[0]) is not None for r in table["rows"])]
+    return "\n".join([table["title"], text_table(table["rows"], cols),
+                      f"rank correlation of proxy top-1 with the paper's top-1: {correlation_words(table.get('rank_correlation_vs_paper', {}))}"])
+
+
+class AblationPoint(NamedTuple):
+    """One row of an ablation dot plot: proxy top-1 mean, its interval over seeds (lowest, highest), each seed, the paper."""
+
+    label: str
+    mean: Optional[float]
+    lo: Optional[float]
+    hi: Optional[float]
+    seeds: list[float]
+    paper: Optional[float]
+
+
+def ablation_plot_data(table: dict[str, Any]) -> list[AblationPoint]:
+    """Per row, top to bottom: proxy top-1 mean, its interval over the seeds (min to max), each seed, paper top-1."""
+    out = []
+    for r in table["rows"]:
+        seeds = [float(v) for v in r.get("top1_seeds") or []]
+        out.append(AblationPoint(r["label"], r.get("top1_mean"), min(seeds) if seeds else None,
+                                 max(seeds) if seeds else None, seeds, r.get("paper_top1")))
+    return out
 
 
 def plot_ablation(table: dict[str, Any], axes=None):
-    """Two panels on one row order: proxy top-1 (mean, seed spread, each seed) and the paper's top-1; full row labels."""
+    """Two dot plots on one row order, each axis spanning its data (no bars from an arbitrary baseline): proxy top-1
+    (each seed, the interval over seeds, the mean) and the paper's top-1; full row labels."""
     import matplotlib.pyplot as plt
 
     data = ablation_plot_data(table)
-    rows = table["rows"]
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.55 * len(data) + 1.8), dpi=110, sharey=True)
     left, right = axes
     ys = list(range(len(data)))[::-1]
-    mine = [d[1] if d[1] is not None else float("nan") for d in data]
-    err = [d[2] or 0.0 for d in data]
-    left.barh(ys, mine, xerr=err, capsize=3, color="#1f77b4", height=0.6)
-    for y, r in zip(ys, rows):
-        for v in r.get("top1_seeds") or []:
-            left.plot([v], [y], "k.", ms=4)
-    finite = [v for v in mine if v == v]
-    if finite:
-        spread = max(err) if err else 0
-        left.set_xlim(min(finite) - spread - 2, max(finite) + spread + 1)
+    for y, d in zip(ys, data):
+        if d.lo is not None:
+            left.plot([d.lo, d.hi], [y, y], "-", color="#1f77b4", lw=2.2, alpha=0.45, solid_capstyle="round")
+            left.plot(d.seeds, [y] * len(d.seeds), "o", ms=3.5, color="#1f4e79", alpha=0.8)
+        if d.mean is not None:
+            left.plot([d.mean], [y], "D", ms=6.5, color="#1f77b4", markeredgecolor="black", zorder=3)
+        if d.paper is not None:
+            right.plot([d.paper], [y], "D", ms=6.5, color="#ff7f0e", markeredgecolor="black", zorder=3)
     p = table.get("protocol", {})
     ev = (p.get("evaluator") or {}).get("budget", {})
     left.set_xlabel(f"proxy top-1 (%): {p.get('dataset', '?')}, {ev.get('epochs', '?')} epoch(s), {p.get('train_size', '?')} "
-                    f"images, {ev.get('resolution', '?')} px, mean ± sd over {p.get('seeds', '?')} seeds (dots)", fontsize=7)
-    paper = [d[3] if d[3] is not None else float("nan") for d in data]
-    right.barh(ys, paper, color="#ff7f0e", height=0.6)
-    pf = [v for v in paper if v == v]
-    if pf:
-        right.set_xlim(min(pf) - 1.0, max(pf) + 0.5)
+                    f"images, {ev.get('resolution', '?')} px\n\u25c6 mean, \u2022 each of {p.get('seeds', '?')} seeds, line: "
+                    f"lowest to highest seed", fontsize=7)
     right.set_xlabel(table.get("paper_metric", "paper top-1 (%), ImageNet-1K"), fontsize=7)
+    for ax in axes:
+        ax.margins(x=0.15)
+        ax.grid(axis="x", alpha=0.3)
     left.set_yticks(ys)
-    left.set_yticklabels([d[0] for d in data], fontsize=8)
+    left.set_yticklabels([d.label for d in data], fontsize=8)
+    left.set_ylim(-0.7, len(data) - 0.3)
     corr = table.get("rank_correlation_vs_paper", {})
     ci = (f" [{corr['tau_lo90']}, {corr['tau_hi90']}] over seeds" if corr.get("tau_lo90") is not None else "")
     left.figure.suptitle(f"{table['title']}\nKendall tau vs paper {corr.get('kendall_tau')}{ci}", fontsize=9)

@@ -208,6 +208,13 @@ def ablation_table(ab: Ablation, rows: list[dict], latency: Optional[dict[str, A
     return {"name": ab.name, "title": ab.title, "paper_metric": ab.paper_metric, "rows": out_rows, "rank_correlation_vs_paper": corr}
 
 
+def default_run_dir(ab: Ablation) -> Path:
+    """Where ``archspace ablate`` keeps a run unless told otherwise: runs/ablation_<name>/ (its study and tables).
+    The committed tables in experiments/results/ are only written with ``--out experiments/results``, so a re-run
+    never overwrites them."""
+    return Path("runs") / f"ablation_{ab.name}"
+
+
 def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optional[str] = None, progress: Any = None,
                  source: str = "", latency_repeats: Optional[int] = None) -> dict[str, Any]:
     """Evaluate every (row, seed) with the resumable engine and write ablation_<name>.csv/.json to ``out_dir``."""
@@ -215,7 +222,7 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
 
     from .engine import open_study, rows_and_specs, run_search
     from ..files import atomic_write_text
-    from .store import to_csv
+    from .results import to_csv
 
     space = as_space(ab)
     run_search(space, run_dir, storage=storage, progress=progress)

@@ -1,15 +1,20 @@
 """The Optuna engine: workers sharing one storage run trials until the study holds exactly the budget.
 
 Every worker (a process started with the same ``--storage``, or one of ``--workers N``) runs this
-loop. The budget is counted from the storage, not per process: a trial *ends* when it completes,
-is pruned, or fails with a verdict (invalid, infeasible, failed, or crashed too often). Each trial
-runs through ``study.optimize(n_trials=1)``, so Optuna keeps its heartbeat, fails trials whose
-worker died (``fail_stale_trials``) and calls :func:`retry_callback`, which enqueues the trial's
-parameters again (at most ``max_retries`` times). A trial that finds the budget already taken by
-lower-numbered trials (two workers asked at once) ends as ``surplus`` without running and is not
-counted or listed. Results of an architecture already evaluated under the same evaluator (spec
-hash + seed) are looked up in the storage, and a worker waits for an identical architecture that
-another worker is evaluating instead of training it twice.
+loop. The budget is counted from the storage, not per process, and by a trial's Optuna state first
+(:func:`trial_status`): a trial *ends* when it is COMPLETE or PRUNED, or FAIL with a verdict of its
+own (invalid, infeasible, failed, or crashed too often); a FAIL trial with any other verdict was
+killed and never counts, whatever it had recorded before its worker died. Each trial runs through
+``study.optimize(n_trials=1)``, so Optuna keeps its heartbeat and fails trials whose worker died;
+before failing one, the storage calls :func:`mark_killed`, which enqueues its retry (at most
+``max_retries`` times along its chain) and writes its verdict and reason over its partial record.
+A trial that finds the budget already taken by lower-numbered trials (two workers asked at once),
+or a retry of a trial that ended after all, ends as ``surplus`` without running and is not counted
+or listed. A worker that finds the budget met waits until no trial is RUNNING (a stopped heartbeat
+is failed after its grace period) and retires retries left WAITING, so the study's books balance.
+Results of an architecture already evaluated under the same evaluator (spec hash + seed) are looked
+up in the storage, and a worker waits for an identical architecture that another worker is
+evaluating instead of training it twice.
 """
 from __future__ import annotations
 
@@ -26,12 +31,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..spec.errors import SpecError
-from .space import Space, base_spec, base_values, editable, grid, grid_size, suggest
-from .storage import check_url, open_storage
+from .space import Space, base_spec, base_values, editable, grid, suggest
+from .storage import check_url, fail_stale, open_storage
 from .store import write_results
-from .trial import VERDICTS, Outcome, evaluator_key, latency_calibration, run_trial, screen, settle_constraints
+from .trial import Outcome, evaluator_key, latency_calibration, run_trial, screen, settle_constraints
 
 SURPLUS = "surplus"
+KILLED = "killed"
+OWN_FAIL_VERDICTS = ("invalid", "infeasible", "failed")  # verdicts a FAIL trial ended with itself (others: killed)
 CONSTRAINTS_KEY = "constraints"  # Optuna's trial system attribute for constraint values (feasible at <= 0)
 
 
@@ -99,23 +106,46 @@ def make_pruner(space: Space):
     return optuna.pruners.MedianPruner(n_startup_trials=max(2, space.budget.trials // 5), n_warmup_steps=0)
 
 
-def retry_callback(max_retries: int) -> Callable[[Any, Any], None]:
-    """Optuna failed-trial callback: enqueue a trial whose worker died again, at most ``max_retries`` times along its chain."""
+def mark_killed(max_retries: int) -> Callable[[Any, int, Any], None]:
+    """Storage hook on a stale trial, before the heartbeat fails it: enqueue its retry (at most ``max_retries`` along its
+    chain), then write its verdict (``killed``, or ``failed`` when out of retries) and reason over its partial record."""
 
-    def retry(study: Any, trial: Any) -> None:
-        retries = int(trial.user_attrs.get("retries", 0))
-        if retries >= max_retries or not trial.params:
-            return
-        attrs = {"retry_of": trial.number, "retries": retries + 1}
-        if trial.user_attrs.get("reference"):
-            attrs["reference"] = trial.user_attrs["reference"]
-        study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+    def mark(storage: Any, study_id: int, trial: Any) -> None:
+        a = trial.user_attrs
+        if a.get("verdict") == SURPLUS:
+            return  # ending as surplus already: nothing ran, nothing to retry
+        params = trial.params or trial.system_attrs.get("fixed_params") or {}
+        retries = int(a.get("retries", 0))
+        if retries >= max_retries:
+            verdict, reason = "failed", f"worker died mid-trial; crashed {retries + 1} time{'s' if retries else ''}"
+        elif not params:
+            verdict, reason = KILLED, "worker died before sampling; nothing to retry"
+        else:
+            number = _enqueue_retry(storage, study_id, trial, params)
+            verdict, reason = KILLED, f"worker died mid-trial; retried as trial {number}"
+        for key, value in {"verdict": verdict, "reason": reason, "values": {}}.items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
 
-    return retry
+    return mark
+
+
+def _enqueue_retry(storage: Any, study_id: int, trial: Any, params: dict) -> int:
+    """The number of the trial's retry: one already enqueued (by another worker reaping it), else a new WAITING one."""
+    key = f"retry:{trial.number}"
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        if t.user_attrs.get("enqueued") == key:
+            return t.number
+    attrs = {"retry_of": trial.number, "retries": int(trial.user_attrs.get("retries", 0)) + 1, "enqueued": key}
+    if trial.user_attrs.get("reference"):
+        attrs["reference"] = trial.user_attrs["reference"]
+    template = _optuna().trial.create_trial(state=_optuna().trial.TrialState.WAITING,
+                                            system_attrs={"fixed_params": params}, user_attrs=attrs)
+    return storage.get_trial_number_from_id(storage.create_new_trial(study_id, template_trial=template))
 
 
 def trial_status(t: Any, max_retries: int) -> str:
-    """'ended' (counts toward the budget), 'running', 'waiting', 'retried' (a crash that was enqueued again) or 'surplus'."""
+    """'ended' (counts toward the budget), 'running', 'waiting', 'retried' (killed, not counted) or 'surplus'; read
+    from the Optuna state first, so a result recorded but never told (its worker died) is never counted."""
     state = t.state.name
     if state in ("RUNNING", "WAITING"):
         return state.lower()
@@ -124,7 +154,7 @@ def trial_status(t: Any, max_retries: int) -> str:
     verdict = t.user_attrs.get("verdict")
     if verdict == SURPLUS:
         return SURPLUS
-    if verdict in VERDICTS:
+    if verdict in OWN_FAIL_VERDICTS:
         return "ended"
     return "ended" if int(t.user_attrs.get("retries", 0)) >= max_retries else "retried"
 
@@ -132,6 +162,12 @@ def trial_status(t: Any, max_retries: int) -> str:
 def finished(trial: Any, max_retries: int = 2) -> bool:
     """A trial that counts toward the budget."""
     return trial_status(trial, max_retries) == "ended"
+
+
+def budget_target(space: Space, trials: Optional[int] = None) -> int:
+    """How many ended trials finish a search: ``trials`` or the space's budget; a grid search ends with its grid."""
+    target = trials or space.budget.trials
+    return min(target, len(enqueued_points(space))) if space.sampler.kind == "grid" else target
 
 
 @dataclass
@@ -155,7 +191,7 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, cr
     optuna = _optuna()
     url = storage or default_storage(run_dir)
     w = space.workers
-    st = open_storage(url, heartbeat_s=w.heartbeat_s, grace_s=w.grace_s, stale_callback=retry_callback(w.max_retries),
+    st = open_storage(url, heartbeat_s=w.heartbeat_s, grace_s=w.grace_s, mark_stale=mark_killed(w.max_retries),
                       create=create)
     with quiet_optuna():
         if create:
@@ -179,21 +215,34 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, cr
     return study
 
 
-def _enqueue_once(study: Any, space: Space) -> None:
-    """Enqueue the base network and the grid when the study is new; duplicates from racing workers end as surplus."""
-    if study.get_trials(deepcopy=False):
-        return
-    if space.enqueue_base:
-        values = base_values(space)
-        if values is not None:
-            study.enqueue_trial(values, user_attrs={"reference": "base", "enqueued": "base"})
+def enqueued_points(space: Space) -> list[tuple[dict, dict]]:
+    """The (params, user attrs) enqueued when a study is new: the base network, then every grid point of a grid
+    search; a grid point that is the base is enqueued once, first, as the reference base."""
+    points: list[tuple[dict, dict]] = []
+    base = base_values(space) if space.enqueue_base else None
     if space.sampler.kind == "grid":
         import itertools
 
         g = grid(space)
         for combo in itertools.product(*g.values()):
             params = dict(zip(g.keys(), combo))
-            study.enqueue_trial(params, user_attrs={"enqueued": "grid:" + json.dumps(params, sort_keys=True)})
+            attrs = {"enqueued": "grid:" + json.dumps(params, sort_keys=True)}
+            if params == base:
+                points.insert(0, (params, {"reference": "base", **attrs}))
+                base = None
+            else:
+                points.append((params, attrs))
+    if base is not None:
+        points.insert(0, (base, {"reference": "base", "enqueued": "base"}))
+    return points
+
+
+def _enqueue_once(study: Any, space: Space) -> None:
+    """Enqueue :func:`enqueued_points` when the study is new; duplicates from racing workers end as surplus."""
+    if study.get_trials(deepcopy=False):
+        return
+    for params, attrs in enqueued_points(space):
+        study.enqueue_trial(params, user_attrs=attrs)
 
 
 def _calibration_candidates(study: Any, space: Space) -> list[tuple[float, str, dict]]:
@@ -237,25 +286,35 @@ def rows_and_specs(study: Any, max_retries: int = 2) -> tuple[list[dict], dict[s
     """Trial rows for trials.csv (surplus and waiting trials left out) and the spec of every evaluated architecture."""
     rows, specs = [], {}
     trials = study.get_trials(deepcopy=False)
-    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
+    retried_as: dict[int, int] = {}
+    retired: set[int] = set()  # killed trials whose retry was not needed (the budget was met first)
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            if trial_status(t, max_retries) == SURPLUS:
+                retired.add(t.user_attrs["retry_of"])
+            else:
+                retried_as.setdefault(t.user_attrs["retry_of"], t.number)
     for t in trials:
         status = trial_status(t, max_retries)
         if status in (SURPLUS, "waiting"):
             continue
         a = t.user_attrs
-        verdict, reason = a.get("verdict"), a.get("reason")
+        verdict, reason, values = a.get("verdict"), a.get("reason"), a.get("values", {})
         if status == "running":
             verdict = "running"
-        elif verdict is None:  # failed by the heartbeat: its worker died mid-trial
+        elif t.state.name == "FAIL" and verdict not in OWN_FAIL_VERDICTS:  # killed: what it recorded is discarded
             n = int(a.get("retries", 0)) + 1
-            verdict = "failed" if status == "ended" else "killed"  # out of retries: it ends as a failure
+            values = {}
+            verdict = "failed" if status == "ended" else KILLED  # out of retries: it ends as a failure
             reason = (f"worker died mid-trial; retried as trial {retried_as[t.number]}" if t.number in retried_as
-                      else f"crashed {n} time{'s' if n > 1 else ''}" if status == "ended" else "worker died mid-trial")
+                      else f"crashed {n} time{'s' if n > 1 else ''}" if status == "ended"
+                      else "worker died mid-trial; not retried (the budget was met)" if t.number in retired
+                      else reason if a.get("verdict") == KILLED else "worker died mid-trial")
         row = {"number": t.number, "state": t.state.name, "verdict": verdict, "reason": reason,
                "spec_hash": a.get("spec_hash"), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"),
                "reference": a.get("reference"), "seconds": round(a["seconds"], 3) if "seconds" in a else None,
                "worker": a.get("worker"), "params": json.dumps(t.params, sort_keys=True)}
-        row.update(a.get("values", {}))
+        row.update(values)
         rows.append(row)
         if a.get("spec") and a.get("spec_hash"):
             specs[a["spec_hash"]] = a["spec"]
@@ -281,9 +340,11 @@ class _Objective:
         optuna = _optuna()
         self.outcome, self.number = None, trial.number
         trial.set_user_attr("worker", self.worker)
-        earlier = [t for t in self._earlier(trial.number) if trial_status(t, self.max_retries) in ("ended", "running")]
-        key = trial.user_attrs.get("enqueued")
-        if len(earlier) >= self.target or (key and any(t.user_attrs.get("enqueued") == key for t in earlier)):
+        before = self._earlier(trial.number)
+        earlier = [t for t in before if trial_status(t, self.max_retries) in ("ended", "running")]
+        key, origin = trial.user_attrs.get("enqueued"), trial.user_attrs.get("retry_of")
+        if (len(earlier) >= self.target or (key and any(t.user_attrs.get("enqueued") == key for t in earlier))
+                or (origin is not None and trial_status(before[origin], self.max_retries) == "ended")):
             trial.set_user_attr("verdict", SURPLUS)
             raise TrialFailed(SURPLUS)
         trial.set_user_attr("evaluator_key", self.ekey)
@@ -321,7 +382,7 @@ class _Objective:
                 return done[0]
             if not any(t.state == optuna.trial.TrialState.RUNNING for t in same):
                 return None
-            optuna.storages.fail_stale_trials(self.study)
+            fail_stale(self.study)
             time.sleep(min(2.0, self.space.workers.heartbeat_s / 2))
 
     def _pruning(self, trial: Any) -> Callable[[Any], Optional[bool]]:
@@ -355,6 +416,21 @@ def record_constraints(trial: Any, values: list[float]) -> None:
     trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, list(values))
 
 
+def _retire_retries(study: Any, trials: list) -> bool:
+    """End the retries left WAITING once the budget is met as surplus (claimed first, so a worker that popped one
+    keeps it); whether there were any. Grid points left WAITING by a smaller budget stay for a resume."""
+    optuna = _optuna()
+    state, storage = optuna.trial.TrialState, study._storage
+    waiting = [t for t in trials if t.state == state.WAITING and "retry_of" in t.user_attrs]
+    for t in waiting:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if storage.set_trial_state_values(t._trial_id, state.RUNNING):
+                storage.set_trial_user_attr(t._trial_id, "verdict", SURPLUS)
+                storage.set_trial_user_attr(t._trial_id, "reason", "the budget was met before this retry ran")
+                storage.set_trial_state_values(t._trial_id, state.FAIL)
+    return bool(waiting)
+
+
 def run_search(
     space: Space,
     run_dir: Path,
@@ -372,9 +448,7 @@ def run_search(
     ``log`` (e.g. :class:`archspace.search.tracking.TensorBoardLog`) gets every trial this worker ran."""
     optuna = _optuna()
     run_dir = Path(run_dir)
-    target = trials or space.budget.trials
-    if space.sampler.kind == "grid":  # a grid search ends with its grid
-        target = min(target, grid_size(space))
+    target = budget_target(space, trials)
     timeout_s = timeout_s if timeout_s is not None else space.budget.timeout_s
     if storage:
         check_url(storage)
@@ -400,11 +474,12 @@ def run_search(
         while True:
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 break
-            c = census(study.get_trials(deepcopy=False), max_retries)
-            if c.ended >= target:
-                break
+            now = study.get_trials(deepcopy=False)
+            c = census(now, max_retries)
+            if c.ended >= target and not c.running and not _retire_retries(study, now):
+                break  # nothing RUNNING, no retry WAITING: the books balance
             if c.ended + c.running >= target:  # the rest is running elsewhere: wait, and retry it if its worker dies
-                optuna.storages.fail_stale_trials(study)
+                fail_stale(study)  # a stopped heartbeat is failed once its grace period has passed
                 time.sleep(min(2.0, space.workers.heartbeat_s / 2))
                 continue
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)

@@ -51,10 +51,7 @@ class SearchProgress:
     def train_event(self, event: Any) -> Optional[bool]:
         if self._progress is None or self._sub is None:
             return None
-        if getattr(event, "kind", None) == "step":
-            self._progress.update(self._sub, total=event.steps * event.epochs,
-                                  completed=event.epoch * event.steps + event.step,
-                                  info=f"epoch {event.epoch + 1}/{event.epochs}" + (f" loss {event.loss:.3f}" if event.loss else ""))
+        self._progress.update(self._sub, total=event.steps, completed=event.step, info=event.info())
         return None
 
     def trial_done(self, number: int, outcome: Any, summary: dict) -> None:

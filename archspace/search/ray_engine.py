@@ -21,6 +21,7 @@ from typing import Any, Optional
 import optuna
 
 from .engine import make_sampler, record_constraints
+from .records import crashed, encode, row
 from .trial import latency_calibration, run_trial, screen
 from .space import Space, base_values, suggest
 from .storage import open_storage
@@ -118,32 +119,38 @@ def _trainable(space_json: str, calibration_json: Optional[str] = None):
             return None
 
         out = run_trial(space, out, report_fidelity, calibration)
-        metrics: dict[str, Any] = {"verdict": out.verdict, "reason": out.reason or "", "spec_hash": out.spec_hash or "",
-                                   "seconds": out.seconds, "spec_json": json.dumps(out.attrs()["spec"]) if out.spec else "",
+        metrics: dict[str, Any] = {"verdict": out.verdict, "record_json": json.dumps(encode(out)),
                                    "node": ray.get_runtime_context().get_node_id(),
                                    "constraints": json.dumps(out.constraint_values()) if out.constraints else ""}
         evaluated = out.verdict == "complete" or (out.verdict == "infeasible" and out.has_objectives(space))
-        for o in space.objectives:
+        for o in space.objectives:  # what Tune and its scheduler see; the record keeps the truth
             v = out.values.get(o.key)
             if v is None or not evaluated or not math.isfinite(v):
                 v = -SENTINEL if o.direction == "maximize" else SENTINEL
             metrics[o.key] = v
-        metrics["values_json"] = json.dumps({k: v for k, v in out.values.items() if math.isfinite(v)})
         if single and out.accuracy and out.accuracy.get("epochs_done"):
             metrics["epoch"] = out.accuracy["epochs_done"]
-        metrics["arch"] = out.spec.label() if out.spec is not None else ""
-        acc = out.accuracy or {}
-        metrics["curves_json"] = json.dumps({k: acc[k] for k in ("loss_curve", "fidelities") if acc.get(k)})
         tune.report(metrics)
 
     return run
 
 
+def calibration_file(run_dir: Path) -> Path:
+    """Where a Ray run keeps its latency calibration (one per run, measured on the driver)."""
+    return Path(run_dir) / "latency_calibration.json"
+
+
+def stored_calibration(space: Space, run_dir: Path) -> Any:
+    """The calibration a Ray run's trials used (a new one when none was kept or it does not fit the space)."""
+    path = calibration_file(run_dir)
+    return latency_calibration(space, json.loads(path.read_text()) if path.exists() else None)
+
+
 def _run_calibration(space: Space, run_dir: Path) -> Optional[str]:
-    """JSON of the run's latency calibration, kept in ``run_dir/latency_calibration.json`` so a resumed run reuses it."""
+    """JSON of the run's latency calibration, kept in :func:`calibration_file` so a resumed run reuses it."""
     from ..files import atomic_write_text
 
-    path = run_dir / "latency_calibration.json"
+    path = calibration_file(run_dir)
     stored = json.loads(path.read_text()) if path.exists() else None
     cal = latency_calibration(space, stored)
     if cal is None:
@@ -214,39 +221,46 @@ def tag_index(folder: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def result_record(result: dict) -> dict[str, Any]:
+    """The trial record in a Ray report (:func:`archspace.search.records.encode`), or one rebuilt from the
+    separate keys that earlier versions reported."""
+    if result.get("record_json"):
+        return json.loads(result["record_json"])
+    values = json.loads(result["values_json"]) if result.get("values_json") else {
+        k: result[k] for k in VALUE_COLUMNS if result.get("verdict") == "complete" and isinstance(result.get(k), (int, float))}
+    record = {"verdict": result.get("verdict"), "reason": result.get("reason") or None, "values": values,
+              "spec_hash": result.get("spec_hash") or None, "seconds": result.get("seconds"), "arch": result.get("arch")}
+    if result.get("spec_json"):
+        record["spec"] = json.loads(result["spec_json"])
+    return record
+
+
 def _rows(space: Space, trials: list[RayTrial], base: Optional[dict]) -> tuple[list[dict], dict[str, dict]]:
     """trials.csv rows (one per Ray trial; a trial cut off by a killed driver is "killed", then retried) and specs."""
-    rows, specs, first_seen, tries = [], {}, {}, {}
+    rows, specs, first_seen, crashes = [], {}, {}, {}
     names = [p.name for p in space.params]
-    max_retries = space.workers.max_retries
     for number, t in enumerate(trials):
         config = {k: t.config.get(k) for k in names}
         key = json.dumps(config, sort_keys=True)
-        m = t.final or {}
-        row: dict[str, Any] = {"number": number, "params": key, "reference": "base" if config == base else None,
-                               "worker": (m.get("node") or "")[:12] or None, "seconds": m.get("seconds")}
+        context = {"reference": "base" if config == base else None,
+                   "worker": ((t.final or {}).get("node") or "")[:12] or None}
+        if key in first_seen and first_seen[key]["verdict"] == "killed":
+            context["retry_of"] = first_seen[key]["number"]
         if t.final is not None:
-            verdict = m.get("verdict")
-            values = json.loads(m["values_json"]) if m.get("values_json") else {  # runs of earlier versions
-                k: m[k] for k in VALUE_COLUMNS if verdict == "complete" and isinstance(m.get(k), (int, float))
-                and math.isfinite(m[k])}
-            row.update(state=optuna_state(space, verdict, values).name, verdict=verdict,
-                       reason=m.get("reason") or None, spec_hash=m.get("spec_hash") or None)
-            row.update({k: values[k] for k in VALUE_COLUMNS if k in values})
-            if m.get("spec_json"):
-                specs[m["spec_hash"]] = json.loads(m["spec_json"])
+            record = result_record(t.final)
+            state = optuna_state(space, record.get("verdict"), record.get("values") or {}).name
+            if record.get("spec") and record.get("spec_hash"):
+                specs[record["spec_hash"]] = record["spec"]
         elif t.error is not None:
-            row.update(state="FAIL", verdict="failed", reason=t.error)
+            state, record = "FAIL", {"verdict": "failed", "reason": t.error}
         else:
-            tries[key] = tries.get(key, 0) + 1
-            crashed = tries[key] > max_retries
-            row.update(state="FAIL", verdict="failed" if crashed else "killed",
-                       reason=f"crashed {tries[key]} times" if crashed else "driver or node stopped during the trial")
-        if key in first_seen and (first_seen[key]["verdict"] == "killed"):
-            row["retry_of"] = first_seen[key]["number"]
+            crashes[key] = crashes.get(key, 0) + 1
+            verdict, reason = crashed(crashes[key], space.workers.max_retries, cause="driver or node stopped during the trial")
+            state, record = "FAIL", {"verdict": verdict, "reason": reason}
+        r = row(number, state, key, record, **context)
         if key not in first_seen or first_seen[key]["verdict"] == "killed":
-            first_seen[key] = row
-        rows.append(row)
+            first_seen[key] = r
+        rows.append(r)
     return rows, specs
 
 
@@ -277,7 +291,7 @@ def _searcher(arch_space: Space, **kwargs: Any) -> Any:
             r, ot_trial = result or {}, self._ot_trials[trial_id]
             if r.get("constraints"):
                 record_constraints(ot_trial, json.loads(r["constraints"]))
-            values = json.loads(r.get("values_json") or "{}")
+            values = result_record(r).get("values") or {} if r else {}
             verdict = r.get("verdict")
             verdict = "pruned" if verdict in (None, "running") else verdict  # stopped by the scheduler mid-training
             state = TrialState.FAIL if error else optuna_state(arch_space, verdict, values)
@@ -322,10 +336,10 @@ def _run_callback(tune: Any, space: Space, ray_dir: Path, segment: int, log: Any
         if log is None or not trial.local_path:
             return
         n = number_of(trial)
-        curves = json.loads(result.get("curves_json") or "{}")
-        out = Outcome(verdict=result["verdict"], reason=result.get("reason") or None, accuracy=curves or None,
-                      values=json.loads(result.get("values_json") or "{}"))
-        log.trial(n, out, label=result.get("arch") or "")
+        record = result_record(result)
+        out = Outcome(verdict=record["verdict"], reason=record.get("reason"), accuracy=record.get("accuracy"),
+                      values=record.get("values") or {})
+        log.trial(n, out, label=record.get("arch") or "")
 
     class Callback(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -337,27 +351,39 @@ def _run_callback(tune: Any, space: Space, ray_dir: Path, segment: int, log: Any
             if last.get("verdict") == "running" and trial.local_path:
                 epoch = last.get("epoch")
                 values = {"accuracy": last["accuracy"]} if isinstance(last.get("accuracy"), (int, float)) else {}
-                stopped = {"verdict": "pruned", "reason": f"stopped by ASHA after epoch {epoch}", "values_json": json.dumps(values)}
+                record = {"verdict": "pruned", "reason": f"stopped by ASHA after epoch {epoch}", "values": values}
+                stopped = {"verdict": "pruned", "record_json": json.dumps(record)}
                 atomic_write_text(Path(trial.local_path) / STOPPED, json.dumps(stopped) + "\n")
                 track(trial, stopped)
 
     return Callback()
 
 
+_DISPLAYS: dict[int, Any] = {}  # progress displays of this driver, by key: Tune pickles its callbacks, a display holds locks
+
+
 def _progress_callback(progress: Any, tune: Any, done: int) -> Any:
-    """A Tune callback that forwards finished trials to archspace's progress display."""
+    """A Tune callback that forwards finished trials to archspace's progress display.
+
+    The display is reached through :data:`_DISPLAYS` by a key, so pickling the callback (Tune keeps its
+    callbacks in the experiment's checkpoint) never touches the display's locks and terminal."""
+    key = id(progress)
+    _DISPLAYS[key] = progress
 
     class Callback(tune.Callback):
+        def __init__(self) -> None:
+            self.key, self.done = key, done
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            nonlocal done
-            if result.get("verdict") in (None, "running"):
+            import archspace.search.ray_engine as here  # by reference: a pickled copy of the class carries no display
+
+            display = here._DISPLAYS.get(self.key)
+            if display is None or result.get("verdict") in (None, "running"):
                 return
-            out = SimpleNamespace(verdict=result["verdict"], reason=result.get("reason") or None,
-                                  values=json.loads(result.get("values_json") or "{}"))
-            if out.verdict != "complete":
-                progress.failures += 1
-            progress.trial_done(done, out, {})
-            done += 1
+            record = result_record(result)
+            out = SimpleNamespace(verdict=record["verdict"], reason=record.get("reason"), values=record.get("values") or {})
+            display.trial_done(self.done, out, {})
+            self.done += 1
 
     return Callback()
 
@@ -388,6 +414,8 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
     single = len(metrics) == 1
     base = base_values(space) if space.enqueue_base else None
     study_name = f"{space.name}_ray"
+    cluster_cpus = ray.cluster_resources().get("CPU", 1)  # the cluster's CPUs, not this machine's
+    concurrency = max(1, int(cluster_cpus // max(cpus_per_trial, 1e-9)))
     sampler_storage = open_storage(storage or f"journal://{ray_dir / 'sampler.log'}")
     waiting = _settle_sampler_study(sampler_storage, study_name)
     trials = read_trials(ray_dir, space.name)
@@ -407,15 +435,12 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
         searcher = _searcher(space, space=DefineByRun(space), storage=sampler_storage, study_name=study_name,
                              metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
                              points_to_evaluate=points or None, sampler=PicklableSampler(space, space.seed + len(ended)))
-        cluster_cpus = ray.cluster_resources().get("CPU", 1)  # the cluster's CPUs, not this machine's
-        searcher = tune.search.ConcurrencyLimiter(searcher, max_concurrent=max(1, int(cluster_cpus // max(cpus_per_trial, 1e-9))))
+        searcher = tune.search.ConcurrencyLimiter(searcher, max_concurrent=concurrency)
         scheduler = None
         if single and space.evaluator.kind == "train":
             from ray.tune.schedulers import ASHAScheduler
 
-            from ..evaluate import TrainBudget
-
-            epochs = TrainBudget.for_device(space.evaluator.device, **space.evaluator.budget).epochs
+            epochs = space.evaluator.budget.epochs
             scheduler = ASHAScheduler(time_attr="epoch", max_t=max(epochs, 1), grace_period=1, reduction_factor=3)
         trainable = tune.with_resources(_trainable(space.model_dump_json(), _run_calibration(space, run_dir)),
                                         {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
@@ -439,11 +464,13 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
         finally:
             if progress is not None:
                 progress.stop()
+                _DISPLAYS.pop(id(progress), None)
         trials = read_trials(ray_dir, space.name)
         rows, _ = _rows(space, trials, base)
     rows, specs = _rows(space, trials, base)
     summary = write_results(run_dir, space, rows, specs)
     summary["backend"] = "ray"
+    summary["concurrency"] = concurrency
     summary["nodes"] = len({r["worker"] for r in rows if r.get("worker")})
     if progress is not None:
         progress.failures = sum(r["verdict"] not in ("complete", "killed") for r in rows)

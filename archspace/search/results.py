@@ -1,7 +1,7 @@
 """Results as a table: one row per trial, one column per searched parameter, numeric objectives, protocol columns.
 
-``trials.csv`` is written from :func:`table` and read back typed by :func:`read_table`; :func:`results`
-(``archspace.results``) returns the same table as a pandas DataFrame from a run directory or a storage.
+``trials.csv`` is written from :func:`table` and read back typed by :func:`read_table`;
+:func:`archspace.jobs.results` (``archspace.results``) returns the same table as a pandas DataFrame.
 """
 from __future__ import annotations
 
@@ -35,9 +35,7 @@ def protocol(space: Space) -> dict[str, Any]:
     if ev.kind != "params" and ev.kind != "flops":
         out["dataset"] = ev.dataset
     if ev.kind == "train":
-        from ..evaluate.train import TrainBudget
-
-        b = TrainBudget.for_device(ev.device, **ev.budget)
+        b = ev.budget
         out.update(train_device=ev.device, train_epochs=b.epochs, train_images=b.train_subset, test_images=b.test_subset,
                    train_resolution=b.resolution, train_stem_stride=b.stem_stride, train_width_mult=b.width_mult)
     if m.latency:
@@ -149,54 +147,3 @@ def read_table(path: Union[str, Path]) -> list[dict[str, Any]]:
     """Rows of a CSV written by archspace, each cell typed by its column."""
     with open(path, newline="") as fh:
         return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def results(source: Union[str, Path], *, storage: Optional[str] = None, study: Optional[str] = None):
-    """The trials of a run as a pandas DataFrame: one row per trial, a ``param_<name>`` column per searched
-    parameter, numeric objective columns (``mparams``, ``gmacs``, ``latency_ms``, ``images_per_s``,
-    ``accuracy``) and protocol columns.
-
-    ``source`` is a run directory (its ``trials.csv``, or its study when ``storage`` is given) or a storage
-    URL (``study`` names the study when the storage holds several). Nothing is created or changed.
-    """
-    import pandas as pd
-
-    from ..spec.errors import SpecError
-    from .engine import open_study, rows_and_specs
-
-    src = str(source)
-    if "://" in src:
-        import optuna
-
-        from .storage import open_storage
-
-        names = optuna.get_all_study_names(open_storage(src, create=False))
-        name = study or (names[0] if len(names) == 1 else None)
-        if name not in names:
-            raise SpecError(f"study: give one of {names} (the storage holds {len(names)} studies)")
-        attrs = optuna.load_study(study_name=name, storage=open_storage(src, create=False)).user_attrs
-        if "space" not in attrs:
-            raise SpecError(f"study {name!r} was not written by archspace search (no space attribute)")
-        space = Space.model_validate(attrs["space"])
-        rows = table(space, *rows_and_specs(open_study(space, Path("."), src, create=False), space.workers.max_retries))
-    else:
-        from ..report.run import run_space
-
-        run_dir = Path(src)
-        space = run_space(run_dir)
-        if storage:
-            rows = table(space, *rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries))
-        elif (run_dir / "trials.csv").exists():
-            rows = read_table(run_dir / "trials.csv")
-        else:
-            rows = []
-    cols = columns(space)
-    frame = pd.DataFrame([{k: r.get(k) for k in cols} for r in rows], columns=cols)
-    for k in VALUE_COLUMNS + ("seconds",):
-        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype("float64")
-    for k in cols:
-        if k in INTS:
-            frame[k] = frame[k].astype("Int64")
-        elif k in STRINGS:
-            frame[k] = frame[k].astype("string")
-    return frame

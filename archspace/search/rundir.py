@@ -11,19 +11,20 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from ..files import check_name
 from ..spec.errors import SpecError
 from .space import Space, load_space
 from .storage import check_url, open_storage
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 HEX = re.compile(r"^[0-9a-f]{6,64}$")
 
 
-def check_name(name: str, field: str = "name") -> str:
-    """A name used as a file or folder name: letters, digits, '_', '-', '.'; no path separators, no '..'."""
-    if not SAFE_NAME.match(name or "") or ".." in name:
-        raise ValueError(f"{name!r} must be a plain file name (letters, digits, _ - .; no '/', no '..', at most 100 characters)")
-    return name
+def run_space(run_dir: Path) -> Space:
+    """The space a run was made with (run_dir/space.yaml)."""
+    path = Path(run_dir) / "space.yaml"
+    if not path.exists():
+        raise SpecError(f"{run_dir}: not a run directory (no space.yaml; run 'archspace search SPACE --run-dir {run_dir}')")
+    return load_space(path)
 
 
 def safe_child(run_dir: Path, name: str) -> Path:

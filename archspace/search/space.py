@@ -19,6 +19,7 @@ from ..spec.errors import SpecError, first_error
 from ..spec.io import load_spec, read_yaml, spec_from_dict, spec_to_dict
 from ..spec.net import NetSpec
 from ..spec.stacking import alternate, sequential
+from ..evaluate.budget import TrainBudget
 from ..measure.latency.settings import LatencySettings
 from ..vocab import COLUMNS, Convention, Direction, EvaluatorKind, Metric
 
@@ -140,14 +141,34 @@ class Constraints(Spec):
 
 
 class Evaluator(Spec):
-    """How accuracy is measured: proxy training (with its budget) or a zero-cost proxy."""
+    """How accuracy is measured: proxy training (with its budget) or a zero-cost proxy.
+
+    ``budget`` is resolved when the evaluator is read: a file gives overrides (``budget: {epochs: 1}``) of the
+    device's default, ``TrainBudget.for_device(device)``; a stored space's whole budget reads back as itself.
+    """
 
     kind: EvaluatorKind = "train"
     dataset: str = "fashion-mnist"
     dataset_root: Optional[str] = None
-    budget: dict[str, Any] = Field(default_factory=dict)  # overrides of TrainBudget.for_device(device), checked at load
+    budget: TrainBudget = Field(default_factory=TrainBudget.for_device,
+                                description="the device's default training budget with the file's overrides")
     device: str = "cpu"
     threads: Optional[PosInt] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("budget", {}), dict):
+            device = data.get("device", "cpu")
+            default = TrainBudget.for_device(device if isinstance(device, str) else "cpu")
+            data = {**data, "budget": {**default.model_dump(), **data.get("budget", {})}}
+        return data
+
+    def on_device(self, device: str) -> "Evaluator":
+        """This evaluator on another device: the budget's changes from the old device's default, on the new one's."""
+        default = TrainBudget.for_device(self.device).model_dump()
+        changes = {k: v for k, v in self.budget.model_dump().items() if v != default[k]}
+        return type(self).model_validate({**self.model_dump(), "device": device, "budget": changes})
 
     @property
     def key(self) -> str:
@@ -162,11 +183,6 @@ class Measure(LatencySettings):
 
     model_config = Spec.model_config
     latency: bool = True
-    warmup: Annotated[int, Field(ge=0, le=MAX_INT)] = 3
-    repeats: PosInt = 15
-    resolution: PosInt = 224
-    batch: PosInt = 1
-    threads: PosInt = 1
     calibrate: bool = True  # CPU: latencies rescaled by an interleaved reference workload
 
 
@@ -223,7 +239,7 @@ class Space(Spec):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        from .rundir import check_name
+        from ..files import check_name
 
         return check_name(v)
 
@@ -510,18 +526,30 @@ def check_space(space: Space, source: str = "space") -> None:
         except SpecError as exc:
             raise SpecError(f"{source}: {exc}") from None
     data = editable(base)
+    if not space.variants:
+        try:
+            spec_for(space, {}, data)
+        except SpecError as exc:
+            raise SpecError(f"{source}: base: {exc}") from None
     for i, p in enumerate(space.params):
         probe = p.choices[0] if p.choices is not None else p.low
         for path in p.paths:
             if path.startswith("@"):
                 continue
-            try:
-                set_path(_copy(data), path, probe)
-            except ValueError as exc:
-                raise SpecError(f"{source}: params[{i}].path: {path}: {exc}") from None
-            head = path.split(".")[0]
-            if _TOKEN.match(head) is None or _TOKEN.match(head).group(1) not in NetSpec.model_fields:
-                raise SpecError(f"{source}: params[{i}].path: {path}: {head!r} is not a spec field")
+            problem = path_problem(path, base)
+            if problem is None:
+                try:
+                    set_path(_copy(data), path, probe)
+                except ValueError as exc:
+                    problem = str(exc)
+            if problem is not None:
+                raise SpecError(f"{source}: params[{i}].path: {path}: {problem}") from None
+        if not space.variants:
+            reasons = _choice_failures(space, p, data)
+            if reasons is not None:
+                field = "choices" if p.choices is not None else "low"
+                raise SpecError(f"{source}: params[{i}].{field}: no value of {p.name} gives a valid network on the base "
+                                f"(first, {reasons}; change the values or the base)") from None
     c = space.constraints
     if c.max_params is not None or c.max_flops is not None:
         floor = _smallest_cost(space, data)
@@ -531,12 +559,101 @@ def check_space(space: Space, source: str = "space") -> None:
         if c.max_flops is not None and c.max_flops < floor[c.flops_convention]:
             raise SpecError(f"{source}: constraints.max_flops: {c.max_flops:.3g} is below the smallest network of the space "
                             f"(at least {floor[c.flops_convention]:.3g} MACs in {c.flops_convention}: raise it)")
-    if space.evaluator.kind == "train":
-        from ..evaluate.train import TrainBudget
+
+
+def _probes(p: Param) -> list[Any]:
+    """The values of a parameter tried alone on the base: every choice, or a range's ends and middle."""
+    if p.choices is not None:
+        return p.encoded_choices()
+    if p.is_int:
+        step = int(p.step or 1)
+        mid = int(p.low) + (int(p.high) - int(p.low)) // (2 * step) * step
+        return sorted({int(p.low), mid, int(p.high)})
+    return [p.low, (p.low + p.high) / 2, p.high]
+
+
+def _choice_failures(space: Space, p: Param, data: dict) -> Optional[str]:
+    """'value: reason' of the first probe when every probe of ``p`` alone on the base is an invalid network; else None."""
+    if any(path.startswith("@") for path in p.paths):
+        return None
+    first = None
+    for value in _probes(p):
         try:
-            TrainBudget.for_device(space.evaluator.device, **space.evaluator.budget)
-        except ValidationError as exc:
-            raise SpecError(f"{source}: evaluator.budget.{first_error(exc)}") from None
+            spec_for(space, {p.name: value}, data)
+            return None
+        except (SpecError, ValueError) as exc:
+            first = first or f"{value!r}: {exc}"
+    return first
+
+
+def _models(annotation: Any) -> list[type]:
+    """The pydantic spec classes inside a field annotation (through Optional, Union, Annotated, tuple, list)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, Spec):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+
+
+def _stage_fields() -> dict[str, Any]:
+    """What a stage of the editable form holds: StageSpec's fields but blocks, ``stack``, one template per block kind."""
+    import inspect
+
+    from ..spec.net import StageSpec
+    from ..spec.stacking import expand
+
+    fields: dict[str, Any] = {k: f.annotation for k, f in StageSpec.model_fields.items() if k != "blocks"}
+    stack = {name: None for name in inspect.signature(expand).parameters}  # strategy, counts, kinds, depth, pattern
+    stack["counts"] = {kind: None for kind in BLOCK_SPECS}
+    fields["stack"] = stack
+    fields.update({kind: spec for kind, spec in BLOCK_SPECS.items()})
+    return fields
+
+
+def _fields_of(node: Any, instance: Any) -> Optional[dict[str, Any]]:
+    """The sub-fields at a point of the schema walk (a name -> sub-schema mapping), or None for a value."""
+    if isinstance(node, dict):
+        return node
+    models = _models(node)
+    union = len(models) > 1  # a union (the stem): its kind can be searched, its fields are the base's kind's
+    if union and instance is not None:
+        models = [type(instance)]
+    if not models:
+        return None
+    return {k: f.annotation for m in models for k, f in m.model_fields.items() if k != "kind" or union}
+
+
+def path_problem(path: str, base: NetSpec) -> Optional[str]:
+    """Why ``path`` addresses no field of the base's editable form ('sam has no field 'haeds' (did you mean
+    'heads'?)'), or None. Fields come from the spec models and the block registry; a block kind the base
+    stage lacks has its spec's fields (apply_values fills that kind's defaults)."""
+    import difflib
+
+    node: Any = {k: f.annotation for k, f in NetSpec.model_fields.items()}
+    instance: Any = base
+    owner = "the network"
+    for tok in path.split("."):
+        m = _TOKEN.match(tok)
+        if m is None:
+            return f"bad path element {tok!r} (use name or name[index])"
+        key, sel = m.group(1), m.group(2)
+        fields = _fields_of(node, instance)
+        if fields is None:
+            return f"{owner} is a value, not a mapping (end the path at {owner})"
+        if key not in fields:
+            near = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"use one of {sorted(fields)}"
+            return f"{owner} has no field {key!r} ({hint})"
+        instance = getattr(instance, key, None) if isinstance(instance, Spec) else None
+        if key == "stages" and owner == "the network":
+            if sel is None:
+                return "stages is a list: select stages with stages[i], stages[a:b] or stages[*]"
+            node, instance, owner = _stage_fields(), None, f"stages[{sel}]"
+            continue
+        if sel is not None:
+            return None  # an index into a list value: set_path checks it
+        node, owner = fields[key], key
+    return None
 
 
 def _copy(data: dict) -> dict:

@@ -205,10 +205,9 @@ def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> 
         if settle_constraints(space, out, final=False).verdict != "complete":
             return
     ev = space.evaluator
-    from ..evaluate import TrainBudget, evaluate
+    from ..evaluate import evaluate
 
-    budget = TrainBudget.for_device(ev.device, **ev.budget)
-    budget = budget.model_copy(update={"seed": out.seed})
+    budget = ev.budget.model_copy(update={"seed": out.seed})
     result = evaluate(spec, ev.kind, budget=budget, dataset=ev.dataset, dataset_root=ev.dataset_root,
                       device=ev.device, progress=progress)
     out.accuracy = result.model_dump(mode="json")

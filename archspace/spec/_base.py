@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema
 
 
 def _to_tuple(value: Any) -> Any:
@@ -35,6 +36,7 @@ BigInt = Annotated[int, Field(gt=0, le=10**15)]  # counts of parameters, trials:
 PosFloat = Annotated[float, BeforeValidator(_to_float), Field(gt=0, allow_inf_nan=False)]
 Ratio = Annotated[float, BeforeValidator(_to_float), Field(gt=0, le=64, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, BeforeValidator(_to_float), Field(ge=0, allow_inf_nan=False)]
+Probability = Annotated[float, BeforeValidator(_to_float), Field(ge=0, lt=1, allow_inf_nan=False)]  # dropout rates
 Eps = Annotated[float, BeforeValidator(_to_float), Field(gt=0, lt=1)]
 IntTuple = Annotated[tuple[int, ...], BeforeValidator(_to_tuple)]
 
@@ -44,3 +46,37 @@ def odd_kernels(field: str, sizes: tuple[int, ...]) -> None:
     for k in sizes:
         if k <= 0 or k % 2 == 0:
             raise ValueError(f"{field}: kernel size {k} must be odd and positive (use 3, 5, 7, ...)")
+
+
+# pydantic writes a constraint behind a BeforeValidator under its own name (gt, min_length, ...); JSON Schema's names:
+_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+_ARRAY_KEYWORDS = {"minLength": "minItems", "maxLength": "maxItems"}
+
+
+class _StandardJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema with every constraint under its JSON Schema keyword, so validators and editors apply it."""
+
+    def generate(self, schema: Any, mode: Any = "validation") -> dict:
+        return _standard_keywords(super().generate(schema, mode))
+
+
+def _standard_keywords(node: Any) -> Any:
+    """The schema with pydantic's constraint names renamed to JSON Schema keywords, recursively."""
+    if isinstance(node, list):
+        return [_standard_keywords(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    array = node.get("type") == "array"
+    out = {}
+    for key, value in node.items():
+        if key in ("properties", "$defs", "patternProperties"):
+            out[key] = {k: _standard_keywords(v) for k, v in value.items()}
+            continue
+        key = _KEYWORDS.get(key, _ARRAY_KEYWORDS.get(key, key) if array else key)
+        out[key] = _standard_keywords(value)
+    return out
+
+
+def json_schema(model: type[BaseModel]) -> dict:
+    """The JSON Schema of a spec, space or ablation file: what loading it accepts, for editors and validators."""
+    return model.model_json_schema(schema_generator=_StandardJsonSchema)

@@ -1,21 +1,39 @@
 """The block-spec union, derived from the registry of block kinds (``archspace.blocks``).
 
 Each kind's spec lives beside its module and cost in ``archspace/blocks/<kind>.py``; this module
-only assembles the discriminated union that stage specs hold.
+assembles the discriminated union that stage specs hold, and reads the one retired block form:
+``{kind: msa, flavor: smt|vit}`` from before SMT's and EfficientMod's attention became two kinds.
 """
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Any, Union
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from ..blocks import REGISTRY
 from ..blocks.effmod import EffModSpec
 from ..blocks.msa import MSASpec
 from ..blocks.sam import SAMSpec, default_kernel_sizes, head_channels, saa_groups
+from ..blocks.vit import ViTSpec
+
+
+def upgrade_retired(data: Any) -> Any:
+    """``{kind: msa, flavor: vit, ...}`` -> ``{kind: vit, ...}``; ``flavor: smt`` (and its ``min_head_dim: 0``) dropped."""
+    if not isinstance(data, dict) or data.get("kind") != "msa" or not {"flavor", "min_head_dim"} & set(data):
+        return data
+    data = dict(data)
+    flavor = data.pop("flavor", "smt")
+    if isinstance(flavor, str) and flavor == "vit":
+        return {**data, "kind": "vit"}
+    if not (isinstance(flavor, str) and flavor == "smt"):
+        raise ValueError(f"flavor: {flavor!r} is not smt or vit (or drop it: kind msa is SMT's attention, kind vit EfficientMod's)")
+    if type(data.get("min_head_dim")) is int and data["min_head_dim"] == 0:
+        del data["min_head_dim"]  # SMT's heads always split the width; 0 was the only value that said so
+    return data
+
 
 BLOCK_SPECS: dict[str, type] = {name: kind.spec for name, kind in REGISTRY.items()}
-BlockSpec = Annotated[Union[tuple(BLOCK_SPECS.values())], Field(discriminator="kind")]
+BlockSpec = Annotated[Union[tuple(BLOCK_SPECS.values())], Field(discriminator="kind"), BeforeValidator(upgrade_retired)]
 
-__all__ = ["BLOCK_SPECS", "BlockSpec", "EffModSpec", "MSASpec", "SAMSpec", "default_kernel_sizes", "head_channels",
-           "saa_groups"]
+__all__ = ["BLOCK_SPECS", "BlockSpec", "EffModSpec", "MSASpec", "SAMSpec", "ViTSpec", "default_kernel_sizes",
+           "head_channels", "saa_groups", "upgrade_retired"]

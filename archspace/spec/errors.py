@@ -1,6 +1,8 @@
 """One-line errors for bad specs: the field path, what is wrong, how to fix it."""
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 
@@ -61,3 +63,16 @@ def first_error(exc: ValidationError, prefix: str = "") -> SpecError:
             full = f"{full}{sep}{head}" if full else head
             msg = rest
     return SpecError(f"{full}: {msg}" if full else msg)
+
+
+def one_line(exc: BaseException) -> str:
+    """Any user error as the one line the CLI prints: a pydantic ValidationError as 'field.path: what is wrong (fix)'."""
+    if isinstance(exc, ValidationError):
+        msg = str(first_error(exc))
+        more = exc.error_count() - 1
+        if more:
+            msg += f" (and {more} more problem{'s' if more > 1 else ''}; fix this one first)"
+    else:
+        msg = str(exc)
+    msg = re.sub(r"\s*For further information visit \S+", "", msg)
+    return " ".join(msg.split())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Union
 import yaml
 from pydantic import ValidationError
 
+from ._base import json_schema  # noqa: F401  (public here: the JSON Schema of spec, space and ablation files)
 from .errors import SpecError, first_error
 from .net import NetSpec
 
@@ -20,12 +22,28 @@ def read_yaml(path: Union[str, Path]) -> Any:
     """Load a YAML file safely (tags refused); errors become one-line SpecErrors naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_yaml(text, str(path))
+    return parse_yaml(decode_text(data, str(path)), str(path))
+
+
+def decode_text(data: bytes, source: str = "<bytes>") -> str:
+    """UTF-8 text of a file's bytes (a UTF-8 or UTF-16 byte-order mark is honoured); one-line SpecError for binary or other encodings."""
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            break
+    else:
+        codec = "utf-8"
+        if b"\x00" in data:
+            raise SpecError(f"{source}: a binary file, not YAML text (give a .yaml spec, space or ablation file)")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{source}: not {codec.upper().replace('-SIG', '')} text (byte 0x{exc.object[exc.start]:02x} at offset "
+                        f"{exc.start}; save the file as UTF-8)") from None
 
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:
@@ -38,9 +56,14 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         raise SpecError(f"{source}: malformed YAML (nested too deeply; a spec needs only a few levels)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        if mark is not None:
+            where = f": line {mark.line + 1} column {mark.column + 1}"
+        elif isinstance(exc, yaml.reader.ReaderError):
+            where = f": character {exc.position + 1}"
+        else:
+            where = ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{source}:{where}: malformed YAML ({' '.join(str(problem).split())})") from None
+        raise SpecError(f"{source}{where}: malformed YAML ({' '.join(str(problem).split())})") from None
     if _expanded_size(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
         raise SpecError(f"{source}: YAML expands to more than {MAX_YAML_VALUES:,} values (alias chains?); write it out plainly")
     return data
@@ -88,8 +111,42 @@ def preset_path(name: str) -> Path:
     return Path(str(resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml")))
 
 
+def preset_comment(name: str) -> str:
+    """A preset file's leading comment, as one line of text."""
+    if name not in preset_names():
+        raise SpecError(f"{name}: not a preset (presets: {', '.join(preset_names())})")
+    lines = preset_path(name).read_text().splitlines()
+    return " ".join(line[1:].strip() for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
+
+
+def preset_about(name: str) -> str:
+    """The first sentence of a preset file's leading comment, e.g. 'SMT-T (Lin et al. 2023, Table 13; official smt_t).'."""
+    return first_sentence(preset_comment(name))
+
+
+_ABBREVIATIONS = {"al", "e.g", "i.e", "cf", "vs", "fig", "tab", "eq", "no", "approx"}
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to its first full stop (then a space or the end) outside brackets and not ending an abbreviation (et al.)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+        elif ch in ".!?" and depth == 0 and (i + 1 == len(text) or text[i + 1].isspace()):
+            words = text[:i].split()
+            if words and words[-1].lower().rstrip(".") in _ABBREVIATIONS:
+                continue
+            return text[:i + 1]
+    return text.strip()
+
+
 def spec_from_dict(data: Any, source: str = "") -> NetSpec:
     """Validate a plain mapping into a NetSpec; one-line SpecError naming the field on failure."""
+    if data is None:
+        raise SpecError(f"{source or 'spec'}: empty (a spec is a mapping with stem, stages and head; see archspace build smt_t --format yaml)")
     if not isinstance(data, dict):
         raise SpecError(f"{source or 'spec'}: expected a mapping with stem, stages and head, got {type(data).__name__}")
     try:

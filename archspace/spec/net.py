@@ -4,11 +4,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, GetJsonSchemaHandler, model_validator
 
-from ._base import Eps, NonNegFloat, PosInt, Spec, _to_tuple
+from ._base import Eps, NonNegFloat, PosInt, Probability, Spec, _to_tuple
 from .blocks import BLOCK_SPECS, BlockSpec
-from .stacking import expand, pattern_string
+from .stacking import MAX_DEPTH, STRATEGIES, expand, pattern_string
 
 
 class SMTStemSpec(Spec):
@@ -63,6 +63,46 @@ def _cycle(template: dict, index: int, kind: str) -> dict:
     return out
 
 
+def _template_schema(block: dict) -> dict:
+    """Schema of a per-kind block template: each field as in the block, or a non-empty list of such values to cycle."""
+    props = {}
+    for name, field in block.get("properties", {}).items():
+        if name == "kind":
+            props[name] = field
+            continue
+        props[name] = {"anyOf": [field, {"type": "array", "items": field, "minItems": 1}]}
+        for key in ("title", "description", "default"):
+            if key in field:
+                props[name][key] = field[key]
+    out = {"type": "object", "title": f"{block.get('title', 'block')} template", "properties": props,
+           "additionalProperties": False}
+    required = [k for k in block.get("required", ()) if k != "kind"]
+    if required:
+        out["required"] = required
+    if "description" in block:
+        out["description"] = block["description"]
+    return out
+
+
+def _stack_schema(kinds: list[str]) -> dict:
+    """Schema of a stage's ``stack`` value (see :func:`archspace.spec.stacking.expand`)."""
+    kind = {"type": "string", "enum": kinds}
+    return {
+        "type": "object",
+        "title": "Stack",
+        "description": "counts per kind (or kinds and depth, or an explicit pattern) and a stacking strategy",
+        "properties": {
+            "strategy": {"type": "string", "enum": list(STRATEGIES), "default": "sequential"},
+            "counts": {"type": "object", "properties": {k: {"type": "integer", "minimum": 0} for k in kinds},
+                       "additionalProperties": False, "minProperties": 1},
+            "kinds": {"type": "array", "items": kind, "minItems": 2, "maxItems": 2},
+            "depth": {"type": "integer", "minimum": 1, "maximum": MAX_DEPTH},
+            "pattern": {"type": "array", "items": kind, "minItems": 1, "maxItems": MAX_DEPTH},
+        },
+        "additionalProperties": False,
+    }
+
+
 class StageSpec(Spec):
     """One stage: width, its downsampling layer, its expanded block sequence, and an optional closing LN."""
 
@@ -96,12 +136,13 @@ class StageSpec(Spec):
                     raise ValueError(f"stack.counts.{kind}: unknown block kind (use one of {list(BLOCK_SPECS)})")
                 if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                     raise ValueError(f"stack.counts.{kind}: {n!r} is not a count >= 0")
-        for kind in stack.get("kinds") or []:
-            if kind not in BLOCK_SPECS:
-                raise ValueError(f"stack.kinds: unknown block kind {kind!r} (use one of {list(BLOCK_SPECS)})")
-        for kind in stack.get("pattern") or []:
-            if kind not in BLOCK_SPECS:
-                raise ValueError(f"stack.pattern: unknown block kind {kind!r} (use one of {list(BLOCK_SPECS)})")
+        for key in ("kinds", "pattern"):
+            listed = stack.get(key)
+            if listed is not None and not isinstance(listed, (list, tuple)):
+                raise ValueError(f"stack.{key}: expected a list of block kinds, e.g. [sam, msa]")
+            for kind in listed or []:
+                if not isinstance(kind, str) or kind not in BLOCK_SPECS:
+                    raise ValueError(f"stack.{key}: unknown block kind {kind!r} (use one of {list(BLOCK_SPECS)})")
         try:
             kinds = expand(stack.get("strategy", "sequential"), counts, stack.get("kinds"), stack.get("depth"), stack.get("pattern"))
         except ValueError as exc:
@@ -117,6 +158,27 @@ class StageSpec(Spec):
             blocks.append({"kind": kind, **_cycle(templates.get(kind, {}), j, kind)})
         data["blocks"] = blocks
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict:
+        """The stage's schema accepts both forms load_spec reads: an explicit ``blocks`` list, or ``stack`` + per-kind templates."""
+        ref = handler(core_schema)
+        stage = handler.resolve_ref_schema(ref)
+        mapping = stage["properties"]["blocks"]["items"]["discriminator"]["mapping"]
+        templates = {kind: _template_schema(handler.resolve_ref_schema({"$ref": r})) for kind, r in mapping.items()}
+        expanded = {k: stage.pop(k) for k in ("type", "properties", "required", "additionalProperties") if k in stage}
+        compact = {
+            "type": "object",
+            "properties": {
+                **{k: v for k, v in expanded["properties"].items() if k != "blocks"},
+                "stack": _stack_schema(list(mapping)),
+                **templates,
+            },
+            "required": [k for k in expanded.get("required", ()) if k != "blocks"] + ["stack"],
+            "additionalProperties": False,
+        }
+        stage["anyOf"] = [expanded, compact]
+        return ref
 
     @model_validator(mode="after")
     def _check_width(self) -> "StageSpec":
@@ -148,7 +210,7 @@ class HeadSpec(Spec):
     """Classifier head: global average pool (token mean as in SMT, or adaptive pool as in EfficientMod) + linear."""
 
     pool: Literal["mean", "avgpool"] = "mean"
-    dropout: NonNegFloat = 0.0
+    dropout: Probability = 0.0
 
 
 class NetSpec(Spec):
@@ -188,13 +250,17 @@ class NetSpec(Spec):
         return self.stage_strides()[-1]
 
     def label(self) -> str:
-        """A compact architecture label: per-stage block letters, widths and heads, e.g. 'SS|SS|SMSMSMSM|M w64-128-256-512 h4-4-4-16'."""
-        heads = []
-        for s in self.stages:
-            h = [b.heads for b in s.blocks if hasattr(b, "heads")]
-            heads.append("/".join(str(x) for x in dict.fromkeys(h)) if h else "_")
+        """A compact architecture label: per-stage block letters, widths, heads and MLP ratios, then aggregations, kernels
+        and layer scales where they differ from the blocks' defaults, e.g. 'SS|SS|SMSMSMSM|M w64-128-256-512 h4-4-4/8-16 r4-4-4-2'."""
         text = f"{'|'.join(s.pattern for s in self.stages)} w{'-'.join(str(s.width) for s in self.stages)}"
-        return text + (f" h{'-'.join(heads)}" if any(h != "_" for h in heads) else "")
+        for letter, fields, always in _LABEL_PARTS:
+            per_stage = [[_label_value(b, f) for b in s.blocks for f in fields if f in type(b).model_fields] for s in self.stages]
+            if not any(per_stage):
+                continue
+            if not always and all(v == d for stage in per_stage for v, d in stage):
+                continue
+            text += f" {letter}" + "-".join("/".join(dict.fromkeys(v for v, _ in stage)) or "_" for stage in per_stage)
+        return text
 
     def stage_strides(self) -> list[int]:
         """Downsampling factor of each stage's output relative to the input (e.g. 4, 8, 16, 32)."""
@@ -248,6 +314,23 @@ class NetSpec(Spec):
             out.append(flat[k:k + s.depth])
             k += s.depth
         return out
+
+
+# label parts: letter, the block fields it shows, shown always (else only where some block differs from its default)
+_LABEL_PARTS = (("h", ("heads",), True), ("r", ("mlp_ratio",), True), ("a", ("aggregation",), False),
+                ("k", ("kernel_size", "kernel_sizes"), False), ("ls", ("layer_scale",), False))
+
+
+def _label_value(block: Any, field: str) -> tuple[str, str]:
+    """A block field rendered for the label ('4', '2.5', 'ibn', '3.5.7'), and its default rendered the same way."""
+    def render(v: Any) -> str:
+        if isinstance(v, (tuple, list)):
+            return ".".join(render(x) for x in v)
+        return f"{v:g}" if isinstance(v, float) else "off" if v is None else str(v)
+
+    cls = type(block)
+    default = cls.derived(block.model_dump()).get(field, cls.model_fields[field].default)
+    return render(getattr(block, field)), render(default)
 
 
 def _nearest_valid_width(blocks, target: float) -> int:

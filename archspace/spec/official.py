@@ -75,7 +75,7 @@ def _smt(name: Optional[str], kw: dict) -> dict:
             else:
                 if sa_heads[i] is None or sa_heads[i] < 1:
                     raise SpecError(f"sa_num_heads[{i}]: {sa_heads[i]} heads for an MSA block in stage {i + 1} (use >= 1)")
-                blocks.append(dict(kind="msa", flavor="smt", heads=sa_heads[i], min_head_dim=0, **common))
+                blocks.append(dict(kind="msa", heads=sa_heads[i], **common))
         stage = dict(width=dims[i], blocks=blocks, norm_eps=1e-6)
         if i > 0:
             stage["downsample"] = dict(kernel_size=3, stride=2, norm_eps=1e-5)
@@ -141,7 +141,7 @@ def _effmod(name: Optional[str], kw: dict) -> dict:
         for _ in range(att_depth[i]):
             if not att_ratio[i] or att_ratio[i] <= 0:
                 raise SpecError(f"att_ratio[{i}]: {att_ratio[i]} for a stage with attention blocks (use > 0)")
-            blocks.append(dict(kind="msa", flavor="vit", heads=8, min_head_dim=32, qkv_bias=False,
+            blocks.append(dict(kind="vit", heads=8, min_head_dim=32, qkv_bias=False,
                                mlp_ratio=float(att_ratio[i]), layer_scale=None, norm_eps=1e-5))
         if not blocks:
             raise SpecError(f"depths[{i}]: stage {i + 1} has no blocks (use depths and attention_depth >= 1 in total)")
@@ -195,7 +195,7 @@ def smt_variant(
         ca, sa = args["ca_num_heads"][2], args["sa_num_heads"][2]
         common = {k: stage3[0][k] for k in ("mlp_ratio", "qkv_bias", "layer_scale", "norm_eps")}
         sam = dict(kind="sam", heads=ca, aggregation="saa", expand_ratio=args["expand_ratio"], **common)
-        msa = dict(kind="msa", flavor="smt", heads=sa, min_head_dim=0, **common)
+        msa = dict(kind="msa", heads=sa, **common)
         depth = len(stage3)
         if stage3_pattern in ("sam", "msa"):
             kinds = [stage3_pattern] * depth

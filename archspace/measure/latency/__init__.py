@@ -1,9 +1,9 @@
 """Latency and throughput measurements as records that carry their protocol.
 
-Modules: ``settings`` (what to measure under), ``records`` (results and their protocol), ``runtimes``
-(eager, compiled, ONNX Runtime), ``timing`` (the measuring loops), ``calibration`` (the reference
-workload and the one load-or-measure policy), ``process`` (explicit process-wide settings) and
-``compare`` (side-by-side tables).
+Modules, each importing only those before it: ``settings`` (what to measure under), ``records`` (results
+and their protocol), ``compare`` (side-by-side tables), ``process`` (explicit process-wide settings),
+``runtimes`` (eager, compiled, ONNX Runtime), ``clock`` (timing one call), ``calibration`` (the
+reference workload and the one load-or-measure policy) and ``timing`` (the measuring loops).
 
 A number is only meaningful with the conditions it was taken under (device, runtime, dtype,
 batch, resolution, memory format, threads, warm-up, repeats, statistic), so every result is a

@@ -8,15 +8,15 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from .clock import Timer
 from .records import REFERENCE_WORKLOAD, Calibration
-from .runtimes import _num_threads, device_name
+from .runtimes import device_name, num_threads
 from .settings import LatencySettings
-from .timing import _Timer
 
-__all__ = ["REFERENCE_WORKLOAD", "calibrate", "load_or_calibrate"]
+__all__ = ["REFERENCE_WORKLOAD", "calibrate", "load_or_calibrate", "reference_workload"]
 
 
-def _reference_workload() -> Callable[[], Any]:
+def reference_workload() -> Callable[[], Any]:
     """The calibration workload: a fixed seeded conv net (dense, depth-wise and 1x1 convs, BN, GELU) at 112 px.
 
     Its op mix resembles the networks archspace builds, so machine slow-downs hit it and them
@@ -47,9 +47,9 @@ def calibrate(*, threads: int = 1, clock: str = "wall", warmup: int = 20, repeat
     be comparable (a search stores it with its study).
     """
     LatencySettings(threads=threads, warmup=warmup, repeats=repeats, clock=clock)  # checks the arguments
-    run = _reference_workload()
-    timer = _Timer(torch.device("cpu"), use_events=False, clock=clock)
-    with _num_threads(threads):
+    run = reference_workload()
+    timer = Timer(torch.device("cpu"), use_events=False, clock=clock)
+    with num_threads(threads):
         for _ in range(warmup):
             run()
         for _ in range(repeats):

@@ -1,10 +1,16 @@
-"""Where and how a forward pass runs: device checks, model preparation, eager / compiled / ONNX Runtime calls."""
+"""Where and how a forward pass runs: device checks, model preparation, eager / compiled / ONNX Runtime calls.
+
+:func:`quiet_export` (torch.onnx.export without its chatter) lives here, below ``archspace.export``, which uses it too.
+"""
 from __future__ import annotations
 
 import contextlib
 import copy
+import io
+import logging
 import platform
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...export import quiet_export
-
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _check_device(device: str) -> torch.device:
+def check_device(device: str) -> torch.device:
     """A torch device for 'cpu', 'cuda' or 'cuda:N', with CUDA checked to exist."""
     try:
         dev = torch.device(device)
@@ -43,7 +47,7 @@ def device_name(device: str | torch.device = "cpu") -> str:
 
 
 @contextlib.contextmanager
-def _num_threads(threads: int) -> Iterator[None]:
+def num_threads(threads: int) -> Iterator[None]:
     """Pin torch's intra-op thread count, restoring the previous one afterwards."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -53,7 +57,7 @@ def _num_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _prepared(model: nn.Module, dev: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
+def prepared(model: nn.Module, dev: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
     """The model on ``dev`` in ``dtype`` (and channels-last); a copy when anything must change."""
     tensors = [*model.parameters(), *model.buffers()]
     needs_change = channels_last or any(
@@ -63,6 +67,20 @@ def _prepared(model: nn.Module, dev: torch.device, dtype: torch.dtype, channels_
         return model
     moved = copy.deepcopy(model).to(device=dev, dtype=dtype)
     return moved.to(memory_format=torch.channels_last) if channels_last else moved
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """Silence the ONNX exporter's progress lines and warnings (printed to stdout/stderr and logs)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def onnx_session(model: nn.Module, x: torch.Tensor, runtime: str = "onnxrt-cpu", threads: int = 1) -> Any:
@@ -101,7 +119,7 @@ def _onnx_runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int) 
     return lambda: session.run(None, feed)
 
 
-def _runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int) -> Callable[[], Any]:
+def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int) -> Callable[[], Any]:
     """A zero-argument call that runs one forward pass under ``runtime``."""
     if runtime == "eager":
         return lambda: model(x)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from archspace.spec._base import MAX_INT
 
 Runtime = Literal["eager", "compile", "onnxrt-cpu", "onnxrt-cuda"]
 DType = Literal["fp32", "fp16", "bf16"]
@@ -29,8 +31,11 @@ class LatencySettings(BaseModel):
     dtype: str = "fp32"
     runtime: str = "eager"
     threads: int = 1
-    warmup: int = 10
-    repeats: int = 50
+    warmup: int = Field(3, description="untimed forward passes before timing (the first one also compiles a "
+                        "compiled runtime)")
+    repeats: int = Field(15, description="timed forward passes, median reported; kept cheap because a search times "
+                         "every trial's network and calibration, not more repeats, removes the machine's drift; "
+                         "raise it for a one-off comparison")
     channels_last: bool = False
     clock: str = "wall"
 
@@ -50,8 +55,8 @@ class LatencySettings(BaseModel):
             raise ValueError(f"dtype: runtime {self.runtime!r} is measured in fp32 only; use dtype='fp32'")
         for label, low in (("batch", 1), ("resolution", 1), ("threads", 1), ("warmup", 0), ("repeats", 1)):
             value = getattr(self, label)
-            if isinstance(value, bool) or value < low:
-                raise ValueError(f"{label}: expected an int >= {low}, got {value!r}")
+            if isinstance(value, bool) or not low <= value <= MAX_INT:
+                raise ValueError(f"{label}: expected an int >= {low} and at most {MAX_INT:,}, got {value!r}")
         return self
 
     def latency_settings(self) -> "LatencySettings":

@@ -7,50 +7,19 @@ import os
 import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..flops import _eval_mode
+from ..flops import eval_mode
+from .calibration import reference_workload
+from .clock import Timer
 from .process import retaining
 from .records import Calibration, LatencyProtocol, LatencyRecord
-from .runtimes import DTYPES, _check_device, _num_threads, _prepared, _runner, device_name
+from .runtimes import DTYPES, check_device, device_name, num_threads, prepared, runner
 from .settings import LatencySettings
-
-
-class _Timer:
-    """Times one call in milliseconds: CUDA events on a GPU, else perf_counter or thread CPU time."""
-
-    def __init__(self, dev: torch.device, use_events: bool, clock: str = "wall") -> None:
-        self.dev = dev
-        self.use_events = use_events and dev.type == "cuda"
-        self.now = time.thread_time if clock == "thread" else time.perf_counter
-        self.pending: list[tuple[Any, Any]] = []
-        self.samples: list[float] = []
-
-    def time(self, call: Callable[[], Any]) -> None:
-        if self.use_events:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            self.pending.append((start, end))
-        else:
-            t0 = self.now()
-            call()
-            if self.dev.type == "cuda":
-                torch.cuda.synchronize(self.dev)
-            self.samples.append((self.now() - t0) * 1e3)
-
-    def results(self) -> list[float]:
-        if self.pending:
-            torch.cuda.synchronize(self.dev)
-            self.samples.extend(start.elapsed_time(end) for start, end in self.pending)
-            self.pending.clear()
-        return self.samples
 
 
 def _peak_memory_during(dev: torch.device, call: Callable[[], None]) -> tuple[int | None, str]:
@@ -121,7 +90,7 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
     s = _checked(settings)
     if not models:
         raise ValueError("models: give at least one model")
-    dev = _check_device(s.device)
+    dev = check_device(s.device)
     batch, resolution, dtype, runtime = s.batch, s.resolution, s.dtype, s.runtime
     threads, warmup, repeats, channels_last, clock = s.threads, s.warmup, s.repeats, s.channels_last, s.clock
     if calibration is not None:
@@ -151,19 +120,17 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
         retain_freed_memory=retaining() if dev.type == "cpu" else False,
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
     )
-    from .calibration import _reference_workload
-
-    reference = _reference_workload() if calibration is not None else None
+    reference = reference_workload() if calibration is not None else None
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_num_threads(threads))
+        stack.enter_context(num_threads(threads))
         calls: dict[str, Callable[[], Any]] = {}
         peaks: dict[str, tuple[int | None, str]] = {}
         for name, model in models.items():
-            prepared = _prepared(model, dev, torch_dtype, channels_last)
-            stack.enter_context(_eval_mode(prepared))
+            ready = prepared(model, dev, torch_dtype, channels_last)
+            stack.enter_context(eval_mode(ready))
             x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
             x = x.to(device=dev, dtype=torch_dtype).contiguous(memory_format=memory_format)
-            calls[name] = _runner(prepared, x, runtime, threads)
+            calls[name] = runner(ready, x, runtime, threads)
 
         stack.enter_context(torch.inference_mode())
         for name, call in calls.items():  # warm-up, one model after another, peak memory on the way
@@ -173,8 +140,8 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
                 peaks[name] = (None, "none")
 
         use_events = runtime in ("eager", "compile")
-        timers = {name: _Timer(dev, use_events, clock) for name in calls}
-        ref_timer = _Timer(dev, False, clock)
+        timers = {name: Timer(dev, use_events, clock) for name in calls}
+        ref_timer = Timer(dev, False, clock)
         if reference is not None:
             for _ in range(max(warmup, 3)):
                 reference()
@@ -223,7 +190,7 @@ def measure_latency(model: nn.Module, settings: LatencySettings, *, name: str = 
 def measure_throughput(model: nn.Module, settings: LatencySettings, *, name: str = "model") -> LatencyRecord:
     """Images/s at the largest batch <= ``settings.batch`` that fits: the batch halves on CUDA out-of-memory."""
     s = _checked(settings)
-    dev = _check_device(s.device)
+    dev = check_device(s.device)
     size = s.batch
     while True:
         try:

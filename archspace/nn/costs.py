@@ -1,6 +1,6 @@
-"""Cost primitives of the analytic complexity: parameters and MACs per convention, per layer.
+"""Cost primitives of the analytic complexity: parameters and MACs per convention, per layer (no torch).
 
-Block kinds (``archspace.blocks``) add these up for their modules; ``archspace.measure.complexity``
+They sit beside the layers they count (``archspace.nn.layers``), below the blocks that use them. Block kinds (``archspace.blocks``) add these up for their modules; ``archspace.measure.complexity``
 adds up the blocks. The conventions are described in :mod:`archspace.measure.complexity`.
 """
 from __future__ import annotations

@@ -1,0 +1,359 @@
+"""Jobs: a search run and a report, each one library call from its checks to its files.
+
+``run_search`` owns a run's life cycle: apply the run's overrides to the space (so the sampler is
+sized for the budget that runs), check everything and write ``space.yaml`` (:func:`prepare_run`),
+run the engine (Optuna in this process, or N local worker processes sharing the storage, or Ray
+Tune), measure the references under the run's protocol, write the report. The CLI, notebooks,
+experiments and tests call it; this module sits above ``search`` and ``report`` and below ``cli``.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Optional, Sequence, Union
+
+from .search.space import Space, load_space
+from .spec.errors import SpecError
+from .vocab import VALUE_COLUMNS
+
+Say = Optional[Callable[[str], Any]]
+
+
+@dataclass
+class SearchRun:
+    """What a search or report left: its folder, summary, files, references with their standing, front."""
+
+    run_dir: Path
+    space: Space
+    summary: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+    references: list[dict] = field(default_factory=list)
+    fidelity: Optional[dict] = None
+    front: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> int:
+        return int(self.summary.get("complete") or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary, "run_dir": str(self.run_dir), "files": [str(f) for f in self.files],
+                "references": self.references, "fidelity": self.fidelity, "front": self.front, "warnings": self.warnings}
+
+
+def configure(space: Union[Space, str, Path], *, trials: Optional[int] = None, timeout_s: Optional[float] = None,
+              sampler: Optional[str] = None, seed: Optional[int] = None) -> Space:
+    """The space with a run's overrides applied and validated again (a typed copy; the file is not changed)."""
+    space = space if isinstance(space, Space) else load_space(space)
+    if trials is not None and (isinstance(trials, bool) or trials < 1):
+        raise SpecError(f"--trials: must be at least 1, got {trials}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise SpecError(f"--timeout: must be a positive number of seconds, got {timeout_s}")
+    data = space.model_dump(mode="json")
+    if trials is not None:
+        data["budget"]["trials"] = trials
+    if timeout_s is not None:
+        data["budget"]["timeout_s"] = timeout_s
+    if sampler is not None:
+        data["sampler"]["kind"] = sampler
+    if seed is not None:
+        data["seed"] = seed
+    return Space.model_validate(data) if data != space.model_dump(mode="json") else space
+
+
+def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, Path]] = None,
+               storage: Optional[str] = None, backend: str = "optuna", workers: int = 1,
+               trials: Optional[int] = None, timeout_s: Optional[float] = None, sampler: Optional[str] = None,
+               seed: Optional[int] = None, references: Optional[Sequence[str]] = None, progress: Any = None,
+               log_dir: Optional[Union[str, Path]] = None, address: Optional[str] = None,
+               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, say: Say = None) -> SearchRun:
+    """Run (or resume) the search of ``space`` to its budget and report it; returns the :class:`SearchRun`.
+
+    ``workers`` local processes share the storage (Optuna backend); ``references`` (default: the
+    space's) are measured under the run's protocol after the search; ``progress`` is a
+    :class:`archspace.search.progress.SearchProgress` (or None); ``log_dir`` writes TensorBoard logs;
+    ``say`` gets warnings and notes as lines."""
+    from .search.rundir import prepare_run
+
+    say = say or (lambda line: None)
+    if backend not in ("optuna", "ray"):
+        raise SpecError(f"--backend: {backend!r} is not a backend (use optuna or ray)")
+    if isinstance(workers, bool) or workers < 1:
+        raise SpecError(f"--workers: must be at least 1, got {workers}")
+    if workers > 1 and backend == "ray":
+        raise SpecError("--workers: the Ray backend takes its concurrency from the cluster (leave --workers out)")
+    space = configure(space, trials=trials, timeout_s=timeout_s, sampler=sampler, seed=seed)
+    names = list(space.references if references is None else references)
+    _check_references(names)
+    run_dir = prepare_run(space, Path(run_dir) if run_dir else None, storage=storage, backend=backend)
+    log = None
+    if log_dir is not None:
+        from .search.tracking import TensorBoardLog
+
+        log = TensorBoardLog(Path(log_dir))
+    if backend == "ray":
+        from .search.ray_engine import run_ray
+
+        summary = run_ray(space, run_dir, address=address, storage=storage, progress=progress,
+                          cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, log=log)
+    elif workers == 1:
+        from .search.engine import run_search as work
+
+        summary = work(space, run_dir, storage=storage, progress=progress, log=log)
+    else:
+        summary = _run_workers(space, run_dir, storage, workers, progress, log_dir, say)
+    warnings = _contention_warnings(space, summary, workers)
+    for line in warnings:
+        say(f"warning: {line}")
+    if not summary.get("trials"):
+        return SearchRun(run_dir, space, summary, warnings=warnings)
+    if names:
+        from .report.references import measure_references
+
+        measure_references(run_dir, space, names, stored_calibration(space, run_dir, storage), say=say)
+    return _reported(run_dir, space, summary, warnings)
+
+
+def report_run(run_dir: Union[str, Path], *, storage: Optional[str] = None, references: Sequence[str] = (),
+               say: Say = None) -> SearchRun:
+    """Rewrite a run's tables from its study (``storage``, or the run folder's study.db), measure extra
+    ``references`` under its protocol, redraw its plots; nothing is created in the storage."""
+    from .search.engine import open_study, rows_and_specs
+    from .search.rundir import run_space
+    from .search.store import write_results
+
+    run_dir = Path(run_dir)
+    space = run_space(run_dir)
+    names = [n.strip() for n in references if n.strip()]
+    _check_references(names)
+    if storage or (run_dir / "study.db").exists():
+        rows, specs = rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries)
+        summary = write_results(run_dir, space, rows, specs)
+    elif (run_dir / "trials.csv").exists():
+        summary = _summary_from_table(run_dir, space)
+    else:
+        raise SpecError(f"{run_dir}: no trials yet (run 'archspace search' first)")
+    if names:
+        from .report.references import measure_references
+
+        measure_references(run_dir, space, names, stored_calibration(space, run_dir, storage), say=say)
+    return _reported(run_dir, space, summary, [])
+
+
+def front(run_dir: Union[str, Path]) -> list[dict]:
+    """A run's Pareto front over its objectives, as table rows (trial number, arch, values, hash)."""
+    from .report.run import best
+
+    return best(Path(run_dir))
+
+
+def stored_calibration(space: Space, run_dir: Path, storage: Optional[str]) -> Any:
+    """The latency calibration a run's trials used (kept by whichever engine ran them), so its references
+    are timed in the same unit; None when the run measures no calibrated CPU latency."""
+    if not (space.measure.latency and space.measure.calibrate):
+        return None
+    from .search import ray_engine
+
+    if ray_engine.calibration_file(run_dir).exists():
+        return ray_engine.stored_calibration(space, run_dir)
+    from .search.engine import open_study, study_calibration
+
+    return study_calibration(open_study(space, run_dir, storage, create=False), space)
+
+
+def _check_references(names: Sequence[str]) -> None:
+    from .spec.io import load_spec
+
+    for name in names:
+        try:
+            load_spec(name)
+        except SpecError as exc:
+            raise SpecError(f"references: {exc}") from None
+
+
+def _reported(run_dir: Path, space: Space, summary: dict, warnings: list[str]) -> SearchRun:
+    from .report.run import best, fidelity, make_report, reference_rows
+
+    files = make_report(run_dir, space)
+    return SearchRun(run_dir, space, summary, files, reference_rows(run_dir, space), fidelity(run_dir), best(run_dir),
+                     warnings)
+
+
+def _summary_from_table(run_dir: Path, space: Space) -> dict[str, Any]:
+    from .report.run import best
+    from .search.results import read_table
+
+    rows = read_table(run_dir / "trials.csv")
+    return {"space": space.name, "trials": sum(r.get("verdict") not in ("running", "killed") for r in rows),
+            "complete": sum(r.get("verdict") == "complete" for r in rows), "front": len(best(run_dir))}
+
+
+def _contention_warnings(space: Space, summary: dict, workers: int) -> list[str]:
+    """Latency timed on the CPU while other trials trained on the same cores is inflated: say so."""
+    concurrent = max(workers, int(summary.get("concurrency") or 1))
+    m = space.measure
+    if concurrent <= 1 or not m.latency or m.device != "cpu":
+        return []
+    cores = os.cpu_count() or 1
+    return [f"latency was timed while up to {concurrent - 1} other trial(s) ran on this machine's {cores} core(s): "
+            f"the latencies of this run are inflated by that contention and not comparable with a run of one worker "
+            f"(run with one worker, or set measure.latency: false)"]
+
+
+def _worker(space_json: str, run_dir: str, storage: Optional[str], index: int) -> None:
+    """One local worker process (started by :func:`_run_workers`): the engine's loop, no display."""
+    import sys
+
+    from .search.engine import run_search as work
+
+    try:
+        work(Space.model_validate_json(space_json), Path(run_dir), storage=storage, worker_index=index)
+    except SpecError as exc:
+        print(f"archspace: worker {index}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _run_workers(space: Space, run_dir: Path, storage: Optional[str], workers: int, progress: Any,
+                 log_dir: Any, say: Callable[[str], Any]) -> dict[str, Any]:
+    """``workers`` local processes on one storage; this process shows every worker's trials as they end."""
+    from .search.engine import budget_target, census, open_study, rows_and_specs
+    from .search.store import write_results
+
+    if log_dir is not None:
+        raise SpecError("--log: TensorBoard logs are written with one local worker or the Ray backend (leave out --workers)")
+    study = open_study(space, run_dir, storage)  # created once, before the workers race to create it
+    max_retries = space.workers.max_retries
+    target = budget_target(space)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(space.model_dump_json(), str(run_dir), storage, i), daemon=False)
+             for i in range(workers)]
+    shown: set[int] = set()
+    if progress is not None:
+        progress.start(target, census(study.get_trials(deepcopy=False), max_retries).ended)
+        rows, _ = rows_and_specs(study, max_retries)
+        shown = {int(r["number"]) for r in rows if r["verdict"] not in ("running", "killed")}
+    for p in procs:
+        p.start()
+    try:
+        while True:
+            alive = [p for p in procs if p.is_alive()]
+            if progress is not None:
+                shown |= _show_ended(study, space, progress, shown)
+            if not alive:
+                break
+            alive[0].join(timeout=1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        say(f"warning: {len(failed)} of {workers} worker(s) exited with an error (exit codes {sorted(set(failed))})")
+    rows, specs = rows_and_specs(study, max_retries)
+    summary = write_results(run_dir, space, rows, specs)
+    summary["workers"] = workers
+    return summary
+
+
+def _show_ended(study: Any, space: Space, progress: Any, shown: set[int]) -> set[int]:
+    """Hand every trial that ended since the last look (any worker's) to the progress display."""
+    from .search.engine import rows_and_specs
+    from .search.front import pareto_front
+
+    rows, _ = rows_and_specs(study, space.workers.max_retries)
+    keys = [o.key for o in space.objectives]
+    new = set()
+    for r in sorted(rows, key=lambda r: int(r["number"])):
+        n = int(r["number"])
+        if r["verdict"] in ("running", "killed") or n in shown:  # a killed trial is retried: its retry is shown
+            continue
+        done = [x for x in rows if x["verdict"] == "complete" and (int(x["number"]) in shown or int(x["number"]) in new
+                                                                    or x is r)]
+        outcome = SimpleNamespace(verdict=r["verdict"], reason=r.get("reason"),
+                                  values={k: r[k] for k in VALUE_COLUMNS if isinstance(r.get(k), (int, float))})
+        progress.trial_done(n, outcome, {"front": len(pareto_front(done, keys, space.directions))})
+        new.add(n)
+    return new
+
+
+def ablate(file: Union[str, Path], *, device: Optional[str] = None, seeds: Optional[int] = None,
+           budget: Optional[dict[str, Any]] = None, run_dir: Optional[Union[str, Path]] = None,
+           storage: Optional[str] = None, out: Optional[Union[str, Path]] = None,
+           latency_repeats: Optional[int] = None, progress: Any = None) -> dict[str, Any]:
+    """Run (or resume) an ablation table with a run's overrides (device, seeds, training budget keys); the table
+    goes to ``out`` (default: the study folder ``runs/ablation_<name>``, so a re-run never overwrites committed
+    results)."""
+    from .search.ablation import default_run_dir, load_ablation, run_ablation
+
+    ab = load_ablation(file)
+    data = ab.model_dump(mode="json")
+    if seeds is not None:
+        data["seeds"] = seeds
+    ev = ab.evaluator.on_device(device) if device else ab.evaluator  # the device's budget, keeping the file's changes
+    data["evaluator"] = {**ev.model_dump(mode="json"), "budget": {**ev.budget.model_dump(mode="json"), **(budget or {})}}
+    if device is not None:
+        data["measure"]["device"] = device
+    ab = type(ab).model_validate(data)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(ab)
+    return run_ablation(ab, run_dir, Path(out) if out else run_dir, storage=storage, progress=progress,
+                        source=str(file), latency_repeats=latency_repeats)
+
+
+def results(source: Union[str, Path], *, storage: Optional[str] = None, study: Optional[str] = None):
+    """The trials of a run as a pandas DataFrame: one row per trial, a ``param_<name>`` column per searched
+    parameter, numeric objective columns (``mparams``, ``gmacs``, ``latency_ms``, ``images_per_s``,
+    ``accuracy``) and protocol columns.
+
+    ``source`` is a run directory (its ``trials.csv``, or its study when ``storage`` is given) or a storage
+    URL (``study`` names the study when the storage holds several). Nothing is created or changed.
+    """
+    import pandas as pd
+
+    from .search.engine import open_study, rows_and_specs
+    from .search.results import INTS, STRINGS, columns, read_table, table
+
+    src = str(source)
+    if "://" in src:
+        import optuna
+
+        from .search.storage import open_storage
+
+        names = optuna.get_all_study_names(open_storage(src, create=False))
+        name = study or (names[0] if len(names) == 1 else None)
+        if name not in names:
+            raise SpecError(f"study: give one of {names} (the storage holds {len(names)} studies)")
+        attrs = optuna.load_study(study_name=name, storage=open_storage(src, create=False)).user_attrs
+        if "space" not in attrs:
+            raise SpecError(f"study {name!r} was not written by archspace search (no space attribute)")
+        space = Space.model_validate(attrs["space"])
+        rows = table(space, *rows_and_specs(open_study(space, Path("."), src, create=False), space.workers.max_retries))
+    else:
+        from .rundir import run_space
+
+        run_dir = Path(src)
+        space = run_space(run_dir)
+        if storage:
+            rows = table(space, *rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries))
+        elif (run_dir / "trials.csv").exists():
+            rows = read_table(run_dir / "trials.csv")
+        else:
+            rows = []
+    cols = columns(space)
+    frame = pd.DataFrame([{k: r.get(k) for k in cols} for r in rows], columns=cols)
+    for k in VALUE_COLUMNS + ("seconds",):
+        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype("float64")
+    for k in cols:
+        if k in INTS:
+            frame[k] = frame[k].astype("Int64")
+        elif k in STRINGS:
+            frame[k] = frame[k].astype("string")
+    return frame

@@ -1,0 +1,81 @@
+"""Profiles: params, MACs in named conventions and latency records of several networks, timed side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from ..spec.errors import SpecError
+from .latency.settings import LatencySettings
+
+
+def calibration_from_file(path: Optional[Union[str, Path]], settings: LatencySettings) -> Any:
+    """The CPU calibration kept in ``path`` when it exists and fits ``settings`` (threads, clock), else one
+    measured now and saved there (atomically); without ``path``, one measured now."""
+    from ..files import atomic_write_text
+    from .latency.calibration import Calibration, load_or_calibrate
+
+    path = Path(path) if path else None
+    if path is not None and path.exists():
+        try:
+            cal = Calibration.model_validate_json(path.read_text())
+        except ValueError:
+            raise SpecError(f"--calibration: {path} is not a calibration file (delete it to measure a new one)") from None
+        if not cal.fits(settings.threads, settings.clock):
+            raise SpecError(f"--calibration: {path} was measured with {cal.threads} thread(s) on the {cal.clock} clock, "
+                            f"this profile uses --threads {settings.threads} on the {settings.clock} clock; use another file")
+        return load_or_calibrate(settings, cal)
+    cal = load_or_calibrate(settings)
+    if path is not None and cal is not None:
+        atomic_write_text(path, cal.model_dump_json(indent=1) + "\n")
+    return cal
+
+
+def profile(specs: dict[str, Any], settings: Optional[LatencySettings], *, flops: Sequence[str],
+            calibrate: bool = True, calibration_file: Optional[Union[str, Path]] = None,
+            status: Optional[Callable[[str], Any]] = None) -> dict[str, dict]:
+    """Per network: ``params``, ``flops`` (MACs per convention at ``settings.resolution``, batch 1), the FLOP
+    record and, unless ``settings`` is None, a latency record; every network's repeats are interleaved.
+
+    CPU latencies are calibrated (``calibrate``) with the calibration in ``calibration_file`` when given."""
+    from ..nn.build import build
+    from .flops import profile_flops
+    from .latency import apply_process_settings, measure_latencies
+
+    say = status or (lambda text: None)
+    if settings is not None and settings.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SpecError(f"--device: {settings.device!r} but CUDA is not available on this machine (use --device cpu)")
+    resolution = settings.resolution if settings is not None else 224
+    apply_process_settings()
+    out: dict[str, dict] = {}
+    models = {}
+    for name, spec in specs.items():
+        say(f"{name}: building")
+        model = build(spec).eval()
+        say(f"{name}: counting FLOPs ({', '.join(flops)})")
+        rec = profile_flops(model, (1, spec.in_chans, resolution, resolution), list(flops))
+        out[name] = {"params": sum(p.numel() for p in model.parameters()), "flops": rec.macs,
+                     "flops_record": rec.model_dump(mode="json")}
+        models[name] = model
+    if settings is None:
+        return out
+    calibration = None
+    if calibrate and settings.device == "cpu":
+        say(f"calibrating: timing the reference workload on {settings.threads} thread(s)")
+        calibration = calibration_from_file(calibration_file, settings)
+    say(f"timing {len(models)} model(s), repeats interleaved: {settings.repeats} x batch {settings.batch} on {settings.device}")
+    for name, rec in measure_latencies(models, settings, calibration=calibration).items():
+        out[name]["latency"] = rec.model_dump(mode="json")
+    return out
+
+
+def by_module(specs: dict[str, Any], resolution: int, conventions: Sequence[str]) -> dict[str, list[dict]]:
+    """Params and MACs per module (stem, downsamples, every block, head) from the analytic complexity."""
+    from ..vocab import CONVENTIONS
+    from .complexity import complexity_by_module
+
+    if not [c for c in conventions if c in CONVENTIONS]:
+        raise SpecError("--by-module: give at least one of --flops " + " ".join(CONVENTIONS) + " (ptflops is counted only)")
+    return {name: complexity_by_module(spec, resolution) for name, spec in specs.items()}
