@@ -18,28 +18,14 @@ from .spec.errors import SpecError
 
 
 def load_network(source: Any, weights: Optional[Union[str, Path]] = None, num_classes: Optional[int] = None) -> nn.Module:
-    """The eval-mode model of a spec, preset or Pareto YAML, with ``weights`` (a state dict file) loaded strictly."""
+    """The eval-mode model of a spec, preset or Pareto YAML, with ``weights`` (a state dict or a training
+    checkpoint holding one, .pth/.pt/.npz) loaded strictly."""
     from .nn.build import build
+    from .nn.checkpoint import load_into
 
     model = build(source, num_classes)
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise SpecError(f"--weights: {path} is not a file (give a state dict saved with torch.save)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict"):  # a training checkpoint holding the state dict
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        if not isinstance(state, dict):
-            raise SpecError(f"--weights: {path} holds no state dict")
-        missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
-        if missing or unexpected:
-            raise SpecError(f"--weights: {path} does not fit the network ({len(missing)} missing keys, e.g. "
-                            f"{sorted(missing)[:2]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]})")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise SpecError(f"--weights: {path}: {str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}") from None
+        load_into(model, weights, "--weights")
     return model.eval()
 
 

@@ -101,7 +101,7 @@ def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, P
         summary = run_ray(space, run_dir, address=address, storage=storage, progress=progress,
                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, log=log)
     elif workers == 1:
-        from .search.engine import run_search as work
+        from .search.engine import run_worker as work
 
         summary = work(space, run_dir, storage=storage, progress=progress, log=log)
     else:
@@ -129,7 +129,7 @@ def report_run(run_dir: Union[str, Path], *, storage: Optional[str] = None, refe
     run_dir = Path(run_dir)
     space = run_space(run_dir)
     names = [n.strip() for n in references if n.strip()]
-    _check_references(names)
+    _check_references(names, "--references")
     if storage or (run_dir / "study.db").exists():
         rows, specs = rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries)
         summary = write_results(run_dir, space, rows, specs)
@@ -165,14 +165,14 @@ def stored_calibration(space: Space, run_dir: Path, storage: Optional[str]) -> A
     return study_calibration(open_study(space, run_dir, storage, create=False), space)
 
 
-def _check_references(names: Sequence[str]) -> None:
+def _check_references(names: Sequence[str], field: str = "references") -> None:
     from .spec.io import load_spec
 
     for name in names:
         try:
             load_spec(name)
         except SpecError as exc:
-            raise SpecError(f"references: {exc}") from None
+            raise SpecError(f"{field}: {exc}") from None
 
 
 def _reported(run_dir: Path, space: Space, summary: dict, warnings: list[str]) -> SearchRun:
@@ -208,7 +208,7 @@ def _worker(space_json: str, run_dir: str, storage: Optional[str], index: int) -
     """One local worker process (started by :func:`_run_workers`): the engine's loop, no display."""
     import sys
 
-    from .search.engine import run_search as work
+    from .search.engine import run_worker as work
 
     try:
         work(Space.model_validate_json(space_json), Path(run_dir), storage=storage, worker_index=index)
@@ -337,7 +337,7 @@ def results(source: Union[str, Path], *, storage: Optional[str] = None, study: O
         space = Space.model_validate(attrs["space"])
         rows = table(space, *rows_and_specs(open_study(space, Path("."), src, create=False), space.workers.max_retries))
     else:
-        from .rundir import run_space
+        from .search.rundir import run_space
 
         run_dir = Path(src)
         space = run_space(run_dir)

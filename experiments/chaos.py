@@ -1,10 +1,10 @@
 """Chaos test of the search layer: several workers on one storage, random SIGKILLs and restarts.
 
-Starts ``--workers`` worker processes (each runs ``archspace.search.engine.run_search`` on
+Starts ``--workers`` worker processes (each runs ``archspace.search.engine.run_worker`` on
 ``--storage URL``), SIGKILLs one every few seconds (``--kills`` times), restarts it, and when all have
-finished checks the study. ``--window-kills`` of the kills are timed inside the record-then-tell
-window: the harness arms a kill, and the next worker to record a complete result SIGKILLs itself
-before Optuna is told. Checks:
+finished checks the study. The first ``--window-kills`` of the kills are timed inside the
+record-then-tell window: the harness arms a kill, and the next worker to record a complete result
+SIGKILLs itself before Optuna is told. Checks:
 
 - exactly ``budget`` trials ended (COMPLETE, PRUNED, or FAIL with a verdict and reason of its own),
   none RUNNING or WAITING;
@@ -88,7 +88,7 @@ def worker(space_file: Path, storage: str, run_dir: Path, window_token: Optional
 
         engine._Objective._record = record_then_die
     run_dir.mkdir(parents=True, exist_ok=True)
-    engine.run_search(load_space(str(space_file)), run_dir, storage=storage)
+    engine.run_worker(load_space(str(space_file)), run_dir, storage=storage)
     return 0
 
 
@@ -114,8 +114,8 @@ def run_chaos(storage: str, work: Path, *, workers: int = 3, kills: int = 20, bu
               interval: tuple[float, float] = (1.0, 4.0), timeout_s: float = 900.0, settings: Optional[dict] = None,
               window_kills: int = 0) -> dict:
     """Run the chaos loop (bounded in kills and time) and return the checks' results; ``settings`` are the space's
-    ``workers`` (heartbeat, grace, retries; SPACE's fast ones by default), ``window_kills`` of the ``kills`` are timed
-    inside the record-then-tell window (every other kill, from the first)."""
+    ``workers`` (heartbeat, grace, retries; SPACE's fast ones by default), the first ``window_kills`` of the ``kills``
+    are timed inside the record-then-tell window, the others hit a random worker whatever it is doing."""
     rng = random.Random(seed)
     space_file = work / "chaos.yaml"
     settings = settings or FAST
@@ -136,7 +136,7 @@ def run_chaos(storage: str, work: Path, *, workers: int = 3, kills: int = 20, bu
             break
         if done_kills < kills:
             before = snapshot(storage)
-            if in_window < window_kills and done_kills % 2 == 0:
+            if in_window < window_kills:
                 token.touch()  # armed: the next worker to record a complete result dies before telling Optuna
                 dead: list[int] = []  # the taker removes the token, then kills itself: wait for its death
                 while not dead and time.monotonic() - t0 < timeout_s and any(p.poll() is None for p in procs.values()):

@@ -68,35 +68,35 @@ nb.cells = [
     nbf.v4.new_code_cell(SETUP + "\nfrom archspace.report.diagnostics import axis_labels\n"
                          "from archspace.report.pareto import front_data, with_references\n"
                          "from archspace.report.plots import plot_front\nfrom archspace.search.space import load_space\n"
-                         "from archspace.search.store import read_csv"),
+                         "from archspace.search.results import read_table"),
     nbf.v4.new_code_cell('run = RESULTS / "search_smt"\nspace = load_space(run / "space.yaml")\nlabels = axis_labels(space)\n'
-                         'trials = read_csv(run / "trials.csv")\nrefs = read_csv(run / "references.csv")\n'
+                         'trials = read_table(run / "trials.csv")\nrefs = read_table(run / "references.csv")\n'
                          'base = {r["number"]: "smt_t (search base)" for r in trials if r.get("reference") == "base"}\n'
                          'fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)\n'
                          'for ax, x in zip(axes, ("latency_ms", "gmacs")):\n'
                          '    data = with_references(front_data(trials, x, references=base), refs)\n'
                          '    plot_front(data, ax=ax, title=f"{len(data.points)} searched architectures, {len(refs)} references",\n'
                          '               x_label=labels[x], y_label=labels["accuracy"])\nplt.show()'),
-    nbf.v4.new_code_cell('front = read_csv(run / "pareto.csv")\n'
+    nbf.v4.new_code_cell('front = read_table(run / "pareto.csv")\n'
                          'display(Markdown(tables.pareto_markdown(front, ["accuracy", "latency_ms", "gmacs", "mparams"])))\n'
                          'display(Markdown(tables.markdown_table(refs, [("reference", "reference"), ("mparams", "M params"), '
                          '("gmacs", "GMACs"), ("latency_ms", "latency (ms)"), ("accuracy", "proxy top-1"), ("standing", "standing")])))'),
     nbf.v4.new_markdown_cell("Every paper preset's CPU latency (`experiments/presets_cpu.py`, `experiments/results/presets_cpu.csv`; "
                              "its accuracy column is an older, different training budget and is left out here):"),
-    nbf.v4.new_code_cell('presets = read_csv(RESULTS / "presets_cpu.csv")\n'
+    nbf.v4.new_code_cell('presets = read_table(RESULTS / "presets_cpu.csv")\n'
                          'display(Markdown(tables.markdown_table(presets, [("preset", "preset"), ("params", "params"), '
                          '("gmacs_smt_paper", "GMACs"), ("latency_ms", "latency (ms)"), ("latency_cv", "cv"), ("device", "device")])))'),
     nbf.v4.new_markdown_cell("## Re-run at a small budget\n\nWith `ARCHSPACE_NOTEBOOK_RERUN=1`, a four-trial search of a "
                              "small space runs from scratch (tiny training, latency at 64 px) and is plotted the same way."),
-    nbf.v4.new_code_cell('if RERUN:\n    from archspace.search.space import load_space\n    from archspace.search.engine import run_search\n'
+    nbf.v4.new_code_cell('if RERUN:\n    import archspace\n'
                          '    import yaml\n    work = Path(tempfile.mkdtemp())\n'
                          '    space = yaml.safe_load((RESULTS.parent.parent / "spaces" / "smt.yaml").read_text())\n'
                          '    space.update(base="smt_m_6p5m", budget={"trials": 4}, sampler={"kind": "random"},\n'
                          '                 evaluator={"kind": "train", "budget": {"epochs": 1, "train_subset": 100, "test_subset": 100, "batch_size": 50, "threads": 2}},\n'
                          '                 measure={"resolution": 64, "repeats": 3, "warmup": 1, "calibrate": False}, constraints={}, references=[])\n'
                          '    (work / "small.yaml").write_text(yaml.safe_dump(space))\n'
-                         '    run_search(load_space(work / "small.yaml"), work / "run")\n'
-                         '    small = read_csv(work / "run" / "trials.csv")\n'
+                         '    run = archspace.run_search(work / "small.yaml", run_dir=work / "run")\n'
+                         '    small = read_table(work / "run" / "trials.csv")\n'
                          '    fig, ax = plt.subplots(figsize=(6, 4))\n    plot_front(front_data(small, "latency_ms"), ax=ax, title="small re-run")\n    plt.show()'),
 ]
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

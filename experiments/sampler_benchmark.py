@@ -17,8 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from archspace.search.engine import run_search
-from archspace.search.space import load_space
+import archspace
 from archspace.search.front import hypervolume, pareto_front
 from archspace.search.results import read_table
 
@@ -43,11 +42,11 @@ def main() -> None:
                                    {"metric": "flops", "direction": "minimize", "convention": "smt-paper"}],
                     "evaluator": {"kind": args.evaluator}, "measure": {"latency": False, "resolution": 224},
                     "sampler": {"kind": sampler, **({"population_size": 8} if sampler == "nsga2" else {})},
-                    "budget": {"trials": args.trials}}
+                    "budget": {"trials": args.trials}, "references": []}
             path = work / f"{data['name']}.yaml"
             path.write_text(yaml.safe_dump(data))
             t0 = time.perf_counter()
-            run_search(load_space(path), work / data["name"])
+            archspace.run_search(path, run_dir=work / data["name"])
             rows = [r for r in read_table(work / data["name"] / "trials.csv") if r["verdict"] == "complete"]
             runs[(sampler, seed)] = (rows, time.perf_counter() - t0)
             print(f"{sampler} seed {seed}: {len(rows)} complete in {runs[(sampler, seed)][1]:.0f}s", flush=True)

@@ -1,4 +1,4 @@
-"""Block specs in every form they were written: the retired ``msa`` flavors load as kinds msa and vit; bad kind or flavor values get one line."""
+"""Block specs in every form written: the retired ``msa`` flavors load as kinds msa and vit; bad kinds or flavors get one line."""
 from __future__ import annotations
 
 import csv
@@ -75,6 +75,7 @@ def test_retired_smt_flavor_in_committed_pareto_specs():
     ({"kind": "msa", "flavor": "vit", "heads": 4}, "vit", {"qkv_bias": False, "norm_eps": 1e-5, "min_head_dim": 32}),
     ({"kind": "msa", "flavor": "smt", "heads": 4, "min_head_dim": 0}, "msa", {"qkv_bias": True, "norm_eps": 1e-6}),
     ({"kind": "msa", "min_head_dim": 0, "heads": 4}, "msa", {"heads": 4}),
+    ({"kind": "msa", "flavor": "smt", "heads": 8, "min_head_dim": 8}, "msa", {"heads": 8}),  # <= width // heads: a no-op
 ])
 def test_retired_explicit_blocks(block, kind, fields):
     spec = spec_from_dict({"stages": [{"width": 64, "blocks": [block]}]})
@@ -96,7 +97,7 @@ BAD = [
     (lambda b: b.update(flavor="swin"), r"^stages\[0\]\.blocks\[0\]\.flavor: 'swin' is not smt or vit"),
     (lambda b: b.update(flavor=None), r"^stages\[0\]\.blocks\[0\]\.flavor: None is not smt or vit"),
     (lambda b: b.update(flavor={"a": 1}), r"^stages\[0\]\.blocks\[0\]\.flavor: \{'a': 1\} is not smt or vit"),
-    (lambda b: b.update(flavor="smt", min_head_dim=32), r"^stages\[0\]\.blocks\[0\]\.min_head_dim: unknown field"),
+    (lambda b: b.update(flavor="smt", min_head_dim=[1]), r"^stages\[0\]\.blocks\[0\]\.min_head_dim: unknown field"),
     (lambda b: b.update(kind=[1]), r"^stages\[0\]\.blocks\[0\]: unknown block kind '\[1\]'"),
     (lambda b: b.update(kind={"a": 1}), r"^stages\[0\]\.blocks\[0\]: unknown block kind"),
     (lambda b: b.update(kind=None), r"^stages\[0\]\.blocks\[0\]: unknown block kind 'None'"),
@@ -123,6 +124,13 @@ def test_malformed_stack_kinds_one_line(stack, message):
         spec_from_dict({"stages": [{"width": 64, "stack": stack}]})
 
 
+@pytest.mark.parametrize("kind", ["vit", [1], None])
+def test_template_cannot_name_another_kind(kind):
+    """A template's key is its kind: ``msa: {kind: vit}`` used to build a vit block in place of the msa one."""
+    with pytest.raises(archspace.SpecError, match=r"^stages\[0\]\.msa\.kind: a template's key names its kind"):
+        spec_from_dict({"stages": [{"width": 64, "stack": {"counts": {"msa": 1}}, "msa": {"kind": kind}}]})
+
+
 def test_validate_malformed_flavor_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     text = archspace.spec.io.preset_path("smt_t").read_text()
@@ -134,30 +142,31 @@ def test_validate_malformed_flavor_exit_2(tmp_path, capsys):
 
 
 def test_every_block_kind_keeps_its_state_dict_keys():
-    """The names and order official conversion and stored checkpoints rely on (as before the kinds shared a skeleton), layer scale on."""
+    """The names and order that official conversion and stored checkpoints rely on, layer scale on."""
+    ffn = ["norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.dwconv.weight", "mlp.dwconv.bias",
+           "mlp.fc2.weight", "mlp.fc2.bias"]
     keys = {
-        "sam": ["gamma_1", "gamma_2", "norm1.weight", "norm1.bias", "mixer.v.weight", "mixer.v.bias", "mixer.s.weight", "mixer.s.bias",
-                "mixer.local_convs.0.weight", "mixer.local_convs.0.bias", "mixer.local_convs.1.weight", "mixer.local_convs.1.bias",
-                "mixer.agg.0.weight", "mixer.agg.0.bias", "mixer.agg.1.weight", "mixer.agg.1.bias", "mixer.agg.1.running_mean",
-                "mixer.agg.1.running_var", "mixer.agg.1.num_batches_tracked", "mixer.agg.3.weight", "mixer.agg.3.bias",
-                "mixer.proj.weight", "mixer.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
-                "mlp.dwconv.weight", "mlp.dwconv.bias", "mlp.fc2.weight", "mlp.fc2.bias"],
-        "effmod": ["gamma", "norm.weight", "norm.bias", "mod.fc1.weight", "mod.fc1.bias", "mod.f.weight", "mod.f.bias", "mod.ctx_conv.weight",
-                   "mod.ctx_conv.bias", "mod.g.weight", "mod.g.bias", "mod.fc2.weight", "mod.fc2.bias"],
-        "msa": ["gamma_1", "gamma_2", "norm1.weight", "norm1.bias", "attn.q.weight", "attn.q.bias", "attn.kv.weight", "attn.kv.bias", "attn.local_conv.weight",
-                "attn.local_conv.bias", "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
-                "mlp.dwconv.weight", "mlp.dwconv.bias", "mlp.fc2.weight", "mlp.fc2.bias"],
-        "vit": ["gamma_1", "gamma_2", "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
-                "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"],
-        "convnext": ["gamma", "dwconv.weight", "dwconv.bias", "norm.weight", "norm.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
-                     "mlp.fc2.bias"],
+        "sam": ["gamma_1", "gamma_2", "norm1.weight", "norm1.bias", "mixer.v.weight", "mixer.v.bias", "mixer.s.weight",
+                "mixer.s.bias", "mixer.local_convs.0.weight", "mixer.local_convs.0.bias", "mixer.local_convs.1.weight",
+                "mixer.local_convs.1.bias", "mixer.agg.0.weight", "mixer.agg.0.bias", "mixer.agg.1.weight", "mixer.agg.1.bias",
+                "mixer.agg.1.running_mean", "mixer.agg.1.running_var", "mixer.agg.1.num_batches_tracked", "mixer.agg.3.weight",
+                "mixer.agg.3.bias", "mixer.proj.weight", "mixer.proj.bias", *ffn],
+        "effmod": ["gamma", "norm.weight", "norm.bias", "mod.fc1.weight", "mod.fc1.bias", "mod.f.weight", "mod.f.bias",
+                   "mod.ctx_conv.weight", "mod.ctx_conv.bias", "mod.g.weight", "mod.g.bias", "mod.fc2.weight", "mod.fc2.bias"],
+        "msa": ["gamma_1", "gamma_2", "norm1.weight", "norm1.bias", "attn.q.weight", "attn.q.bias", "attn.kv.weight",
+                "attn.kv.bias", "attn.local_conv.weight", "attn.local_conv.bias", "attn.proj.weight", "attn.proj.bias", *ffn],
+        "vit": ["gamma_1", "gamma_2", "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias",
+                "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"],
+        "convnext": ["gamma", "dwconv.weight", "dwconv.bias", "norm.weight", "norm.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                     "mlp.fc2.weight", "mlp.fc2.bias"],
     }
     specs = {"sam": {"heads": 2}, "msa": {"heads": 2}}
     assert set(keys) == set(archspace.blocks.REGISTRY)
     for kind, entry in archspace.blocks.REGISTRY.items():
         block = entry.module(entry.spec(**specs.get(kind, {}), layer_scale=0.5), 16)
         assert list(block.state_dict()) == keys[kind], kind
-        assert [name for name, _ in block.named_parameters()] == [k for k in keys[kind] if "running" not in k and "num_batches" not in k]
+        buffers = {name for name, _ in block.named_buffers()}
+        assert [name for name, _ in block.named_parameters()] == [k for k in keys[kind] if k not in buffers]
         y = torch.randn(1, 3, 3, 16)
         off = entry.module(entry.spec(**specs.get(kind, {}), layer_scale=None), 16)
         assert not any("gamma" in k for k in off.state_dict()) and off(y).shape == y.shape

@@ -132,3 +132,17 @@ def test_every_kind_builds_in_a_network_and_in_a_space(kind):
     assert base_values(space) is not None  # the base is enqueued although stage 4 has no such block
     spec = spec_for(space, {"eps": 1e-5, "n": 1})
     assert kind in spec.stages[3].counts() and all(b.norm_eps == 1e-5 for b in spec.stages[3].blocks if b.kind == kind)
+
+
+def test_registry_refuses_a_repeated_name_or_letter_or_a_wrong_tag():
+    from dataclasses import replace
+
+    from archspace.blocks import _registry, effmod, sam
+
+    assert list(_registry([sam.KIND, effmod.KIND])) == ["sam", "effmod"]
+    with pytest.raises(ValueError, match="letter 'S' must be one capital letter no other kind uses"):
+        _registry([sam.KIND, replace(effmod.KIND, letter="S")])
+    with pytest.raises(ValueError, match="'sam' is listed twice"):
+        _registry([sam.KIND, sam.KIND])
+    with pytest.raises(ValueError, match="its spec's kind defaults to 'effmod'"):
+        _registry([replace(effmod.KIND, name="mod")])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from archspace.search.engine import run_search
+from archspace.search.engine import run_worker
 from archspace.search.space import Space
 from test_results import SPACE
 
@@ -31,7 +31,7 @@ def _get(url: str) -> dict:
 
 def test_dashboard_shows_metric_names_and_architectures(tmp_path):
     run = tmp_path / "run"
-    run_search(Space.model_validate({**SPACE, "constraints": {"max_params": 6_000_000}}), run, progress=None)
+    run_worker(Space.model_validate({**SPACE, "constraints": {"max_params": 6_000_000}}), run, progress=None)
     port = _free_port()
     exe = str(Path(sys.executable).with_name("optuna-dashboard"))
     server = subprocess.Popen([exe, f"sqlite:///{run / 'study.db'}", "--host",

@@ -1,8 +1,9 @@
 """Fuzzed and malformed input: every leaf of preset specs and spaces replaced by a bad value, binary and non-UTF-8 files.
 
 ``archspace validate`` must accept the file (exit 0) or refuse it in one line (exit 2); never a traceback.
-smt_t, efficientmod_xxs (compact preset files and the expanded ``build --format yaml`` form) and spaces/smt.yaml
-have every leaf fuzzed; the other presets and spaces a deterministic sample of (leaf, value) pairs.
+smt_t, efficientmod_xxs (compact preset files, where whole sub-trees are replaced too, and the expanded
+``build --format yaml`` form) and spaces/smt.yaml have every leaf fuzzed; the other presets and spaces a
+deterministic sample of (leaf, value) pairs.
 """
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ def leaves(node: Any, path: tuple = ()) -> Iterator[tuple]:
         yield path
 
 
+def nodes(node: Any, path: tuple = ()) -> Iterator[tuple]:
+    """Paths of every value of a YAML document, leaves and whole sub-trees (the root excepted)."""
+    if path:
+        yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from nodes(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from nodes(value, path + (i,))
+
+
 def replaced(doc: Any, path: tuple, value: Any) -> Any:
     doc = copy.deepcopy(doc)
     node = doc
@@ -51,7 +64,8 @@ def cases(name: str) -> tuple[Any, list[tuple[tuple, Any]]]:
         doc = yaml.safe_load(preset_path(what).read_text())
     else:
         doc = yaml.safe_load(dump_spec(load_spec(what)))
-    paths = list(leaves(doc))
+    # compact presets and spaces/smt.yaml: whole sub-trees too
+    paths = list(nodes(doc) if (form == "compact" and what in FULL) or what == "smt.yaml" else leaves(doc))
     if what in FULL + ("smt.yaml",) and form != "expanded":
         pairs = [(p, v) for p in paths for v in VALUES]
     elif what in FULL:  # the expanded form repeats each block: every leaf, two values each

@@ -114,3 +114,24 @@ def test_every_option_shows_its_default_in_help():
     for command in ("search", "profile", "evaluate", "ablate"):
         proc = subprocess.run([sys.executable, "-m", "archspace.cli", command, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "(default:" in proc.stdout, command
+
+
+def test_a_resume_with_a_smaller_budget_never_counts_past_it(tmp_path):
+    space = write_space(tmp_path)
+    assert main(["search", str(space), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "archspace.cli", "search", str(space), "--run-dir", str(tmp_path / "run"),
+                           "--trials", "3", "--progress"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming: 4 finished trial(s) kept" in proc.stderr
+    counts_within_totals(proc.stderr)
+
+
+def test_evaluate_says_what_network_it_trained(capsys):
+    assert main(["evaluate", "efficientmod_xxs", "--epochs", "1", "--train-subset", "60", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "complete" in out or "ok" in out
+    assert "0.5x width" in out and "stem stride 2" in out and "32 px" in out
+    assert main(["evaluate", "efficientmod_xxs", "--evaluator", "params", "--format", "json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(4_736_264, rel=0.06)  # the full network's

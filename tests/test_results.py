@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import archspace
-from archspace.search.engine import run_search
+from archspace.search.engine import run_worker
 from archspace.search.results import parse, read_table, to_csv
 from archspace.search.space import Space
 
@@ -23,7 +23,7 @@ SPACE = {
 def test_results_of_a_three_trial_run(tmp_path):
     run = tmp_path / "run"
     space = Space.model_validate(SPACE)
-    run_search(space, run, progress=None)
+    run_worker(space, run, progress=None)
     (run / "space.yaml").write_text(__import__("yaml").safe_dump(SPACE))
     df = archspace.results(run)
     assert isinstance(df, pd.DataFrame) and len(df) == 3
@@ -31,7 +31,7 @@ def test_results_of_a_three_trial_run(tmp_path):
     assert df["mparams"].dtype == "float64" and df["gmacs"].dtype == "float64"
     assert df["number"].tolist() == [0, 1, 2] and (df["verdict"] == "complete").all()
     base = df[df["reference"] == "base"].iloc[0]
-    assert base["mparams"] == pytest.approx(6.12705, abs=1e-6) and base["arch"] == "S|S|SMSM|M w64-128-256-384 h4-4-4/8-16"
+    assert base["mparams"] == pytest.approx(6.12705, abs=1e-6) and base["arch"] == "S|S|SMSM|M w64-128-256-384 h4-4-4/8-16 r4-4-4-2"
     assert (df["evaluator"] == "params").all() and df["gmacs_convention"].iloc[0] == "smt-paper"
     assert df["spec_hash"].str.fullmatch(r"[0-9a-f]+").all()
     from_storage = archspace.results(f"sqlite:///{run / 'study.db'}")  # the study carries its space

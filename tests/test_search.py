@@ -15,7 +15,7 @@ import yaml
 
 from archspace.cli import main
 from archspace.report.pareto import front_data
-from archspace.search.engine import finished, run_search
+from archspace.search.engine import finished, run_worker
 from archspace.search.space import load_space
 from archspace.search.front import hypervolume, pareto_front
 from archspace.search.results import read_table
@@ -82,7 +82,7 @@ def test_repeated_architectures_reuse_results(tmp_path):
     data = {**CHEAP, "name": "dup", "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [2, 4]}],
             "budget": {"trials": 6}}
     space = load_space(write_space(tmp_path, data))
-    summary = run_search(space, tmp_path / "run")
+    summary = run_worker(space, tmp_path / "run")
     rows = read_table(tmp_path / "run" / "trials.csv")
     assert summary["trials"] == 6
     hashes = {r["spec_hash"] for r in rows}
@@ -100,7 +100,7 @@ def test_a_grid_containing_the_base_evaluates_every_grid_point_once(tmp_path):
     data = {**CHEAP, "name": "gridbase", "sampler": {"kind": "grid"}, "budget": {"trials": 50},
             "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]},
                        {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 4}]}
-    summary = run_search(load_space(write_space(tmp_path, data)), tmp_path / "run")
+    summary = run_worker(load_space(write_space(tmp_path, data)), tmp_path / "run")
     rows = read_table(tmp_path / "run" / "trials.csv")
     points = sorted((r["param_heads"], r["param_s3_msa"]) for r in rows)
     assert summary["trials"] == 15 and points == [(h, m) for h in (1, 2, 4) for m in range(5)]
@@ -115,7 +115,7 @@ def test_invalid_and_infeasible_samples_are_recorded(tmp_path):
                        {"name": "width3", "path": "stages[2].width", "choices": [256, 384]}],
             "constraints": {"max_params": 6_000_000}, "budget": {"trials": 8}, "enqueue_base": False}
     space = load_space(write_space(tmp_path, data))
-    run_search(space, tmp_path / "run")
+    run_worker(space, tmp_path / "run")
     rows = read_table(tmp_path / "run" / "trials.csv")
     verdicts = {r["verdict"] for r in rows}
     assert len(rows) == 8 and verdicts <= {"complete", "invalid", "infeasible"}
@@ -146,7 +146,7 @@ def test_infeasible_samples_trained_anyway_are_complete_and_never_on_the_front(t
                        {"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]}],
             "constraints": {"max_params": 8_000_000, "infeasible": "train"}, "budget": {"trials": 10}}
     run = tmp_path / "run"
-    run_search(load_space(write_space(tmp_path, data)), run)
+    run_worker(load_space(write_space(tmp_path, data)), run)
     rows = read_table(run / "trials.csv")
     over = [r for r in rows if r["mparams"] > 8.0]  # width 384
     under = [r for r in rows if r["mparams"] <= 8.0]
@@ -275,7 +275,7 @@ def test_single_objective_training_search_reports_fidelities_and_prunes(tmp_path
             "params": [{"name": "width3", "path": "stages[2].width", "choices": [64, 128, 256]},
                        {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 2}]}
     space = load_space(write_space(tmp_path, data))
-    run_search(space, tmp_path / "run")
+    run_worker(space, tmp_path / "run")
     trials = load(tmp_path / "run", "prune").get_trials(deepcopy=False)
     assert sum(finished(t) for t in trials) == 5
     fresh = [t for t in trials if "cached_from" not in t.user_attrs]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from archspace.cli import main
-from archspace.search.engine import finished, open_study, rows_and_specs, run_search
+from archspace.search.engine import finished, open_study, rows_and_specs, run_worker
 from archspace.search.space import load_space
 from archspace.search.results import read_table
 
@@ -181,7 +181,7 @@ def test_a_kill_between_recording_a_result_and_telling_optuna_is_retried_not_cou
     assert victim.state.name == "RUNNING" and victim.user_attrs["verdict"] == "complete" and victim.user_attrs["values"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_search(space, tmp_path / "survivor", storage=url)
+        run_worker(space, tmp_path / "survivor", storage=url)
     assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
     trials = study.get_trials(deepcopy=False)
     killed = trials[victim.number]
@@ -202,13 +202,13 @@ def test_the_last_worker_waits_out_a_stopped_heartbeat_before_it_exits(kind, tmp
     url = _storage_url(kind, tmp_path, request)
     space = load_space(write(tmp_path, {**CHEAP, "name": f"stale_{kind}", "budget": {"trials": 2},
                                         "workers": {"heartbeat_s": 1, "grace_s": 3, "max_retries": 2}}))
-    run_search(space, tmp_path / "first", storage=url)
+    run_worker(space, tmp_path / "first", storage=url)
     study = open_study(space, tmp_path, url)
     study.enqueue_trial({"heads": 1, "s3_msa": 0})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Optuna: a heartbeat storage outside Study.optimize
         orphan = study.ask()  # popped by a worker that died before its first heartbeat (stale once its grace has passed)
-    run_search(space, tmp_path / "last", storage=url)
+    run_worker(space, tmp_path / "last", storage=url)
     trials = study.get_trials(deepcopy=False)
     dead = trials[orphan.number]
     [retry] = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]

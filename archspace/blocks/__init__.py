@@ -18,7 +18,7 @@ from typing import Iterable
 from . import convnext, effmod, msa, sam, vit
 from ._kind import BlockKind
 
-MODULES = (sam, effmod, msa, vit, convnext)  # every block kind, in listing order (union, error messages)
+MODULES = (sam, effmod, msa, vit, convnext)  # every kind's module in listing order: a new kind is one entry here
 
 
 def _registry(entries: Iterable[BlockKind]) -> dict[str, BlockKind]:
@@ -37,8 +37,3 @@ def _registry(entries: Iterable[BlockKind]) -> dict[str, BlockKind]:
 
 
 REGISTRY: dict[str, BlockKind] = _registry(m.KIND for m in MODULES)
-
-
-def kinds() -> list[str]:
-    """The registered kind names, in listing order."""
-    return list(REGISTRY)

@@ -220,12 +220,12 @@ def run_ablation(ab: Ablation, run_dir: Path, out_dir: Path, *, storage: Optiona
     """Evaluate every (row, seed) with the resumable engine and write ablation_<name>.csv/.json to ``out_dir``."""
     import datetime
 
-    from .engine import open_study, rows_and_specs, run_search
+    from .engine import open_study, rows_and_specs, run_worker
     from ..files import atomic_write_text
     from .results import to_csv
 
     space = as_space(ab)
-    run_search(space, run_dir, storage=storage, progress=progress)
+    run_worker(space, run_dir, storage=storage, progress=progress)
     rows, _ = rows_and_specs(open_study(space, run_dir, storage))
     records = measure_rows(ab, latency_repeats) if ab.measure.latency else None
     table = ablation_table(ab, rows, records)

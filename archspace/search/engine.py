@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Optional
 from ..spec.errors import SpecError
 from .space import Space, base_spec, base_values, editable, grid, suggest
 from .storage import check_url, fail_stale, open_storage
+from .records import crashed, encode, row
 from .store import write_results
 from .trial import Outcome, evaluator_key, latency_calibration, run_trial, screen, settle_constraints
 
@@ -115,14 +116,13 @@ def mark_killed(max_retries: int) -> Callable[[Any, int, Any], None]:
         if a.get("verdict") == SURPLUS:
             return  # ending as surplus already: nothing ran, nothing to retry
         params = trial.params or trial.system_attrs.get("fixed_params") or {}
-        retries = int(a.get("retries", 0))
-        if retries >= max_retries:
-            verdict, reason = "failed", f"worker died mid-trial; crashed {retries + 1} time{'s' if retries else ''}"
+        crashes = int(a.get("retries", 0)) + 1
+        if crashes > max_retries:
+            verdict, reason = crashed(crashes, max_retries)
         elif not params:
-            verdict, reason = KILLED, "worker died before sampling; nothing to retry"
+            verdict, reason = crashed(crashes, max_retries, "nothing to retry", cause="worker died before sampling")
         else:
-            number = _enqueue_retry(storage, study_id, trial, params)
-            verdict, reason = KILLED, f"worker died mid-trial; retried as trial {number}"
+            verdict, reason = crashed(crashes, max_retries, f"retried as trial {_enqueue_retry(storage, study_id, trial, params)}")
         for key, value in {"verdict": verdict, "reason": reason, "values": {}}.items():
             storage.set_trial_user_attr(trial._trial_id, key, value)
 
@@ -164,9 +164,9 @@ def finished(trial: Any, max_retries: int = 2) -> bool:
     return trial_status(trial, max_retries) == "ended"
 
 
-def budget_target(space: Space, trials: Optional[int] = None) -> int:
-    """How many ended trials finish a search: ``trials`` or the space's budget; a grid search ends with its grid."""
-    target = trials or space.budget.trials
+def budget_target(space: Space) -> int:
+    """How many ended trials finish a search: the space's budget; a grid search ends with its grid."""
+    target = space.budget.trials
     return min(target, len(enqueued_points(space))) if space.sampler.kind == "grid" else target
 
 
@@ -303,19 +303,15 @@ def rows_and_specs(study: Any, max_retries: int = 2) -> tuple[list[dict], dict[s
         if status == "running":
             verdict = "running"
         elif t.state.name == "FAIL" and verdict not in OWN_FAIL_VERDICTS:  # killed: what it recorded is discarded
-            n = int(a.get("retries", 0)) + 1
             values = {}
-            verdict = "failed" if status == "ended" else KILLED  # out of retries: it ends as a failure
-            reason = (f"worker died mid-trial; retried as trial {retried_as[t.number]}" if t.number in retried_as
-                      else f"crashed {n} time{'s' if n > 1 else ''}" if status == "ended"
-                      else "worker died mid-trial; not retried (the budget was met)" if t.number in retired
-                      else reason if a.get("verdict") == KILLED else "worker died mid-trial")
-        row = {"number": t.number, "state": t.state.name, "verdict": verdict, "reason": reason,
-               "spec_hash": a.get("spec_hash"), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"),
-               "reference": a.get("reference"), "seconds": round(a["seconds"], 3) if "seconds" in a else None,
-               "worker": a.get("worker"), "params": json.dumps(t.params, sort_keys=True)}
-        row.update(values)
-        rows.append(row)
+            retry = (f"retried as trial {retried_as[t.number]}" if t.number in retried_as
+                     else "not retried (the budget was met)" if t.number in retired else None)
+            verdict, reason = crashed(int(a.get("retries", 0)) + 1, max_retries, retry)
+            if retry is None and a.get("verdict") == KILLED and a.get("reason"):
+                reason = a["reason"]  # what the worker that reaped it wrote
+        record = {**a, "verdict": verdict, "reason": reason, "values": values}
+        rows.append(row(t.number, t.state.name, t.params, record, worker=a.get("worker"), reference=a.get("reference"),
+                        cached_from=a.get("cached_from"), retry_of=a.get("retry_of")))
         if a.get("spec") and a.get("spec_hash"):
             specs[a["spec_hash"]] = a["spec"]
     return rows, specs
@@ -402,7 +398,7 @@ class _Objective:
         return on_event
 
     def _record(self, trial: Any, out: Outcome, **extra: Any) -> None:
-        for k, v in {**out.attrs(), **extra}.items():
+        for k, v in {**encode(out), **extra}.items():
             trial.set_user_attr(k, v)
         if out.constraints:
             record_constraints(trial, out.constraint_values())
@@ -431,25 +427,24 @@ def _retire_retries(study: Any, trials: list) -> bool:
     return bool(waiting)
 
 
-def run_search(
+def run_worker(
     space: Space,
     run_dir: Path,
     *,
     storage: Optional[str] = None,
-    trials: Optional[int] = None,
-    timeout_s: Optional[float] = None,
     progress: Optional[Any] = None,
-    on_result: Optional[Callable[[list[dict], dict], None]] = None,
     worker_index: Optional[int] = None,
     log: Optional[Any] = None,
 ) -> dict[str, Any]:
-    """Work on the search until the study holds ``trials`` ended trials (counted over all workers); returns a summary.
+    """One worker's loop: trials until the study holds the space's budget of ended trials (counted over all
+    workers) or its ``budget.timeout_s`` passes; returns a summary. A run's overrides go into the space
+    (:func:`archspace.jobs.configure`), so the sampler is sized for the budget that runs.
 
     ``log`` (e.g. :class:`archspace.search.tracking.TensorBoardLog`) gets every trial this worker ran."""
     optuna = _optuna()
     run_dir = Path(run_dir)
-    target = budget_target(space, trials)
-    timeout_s = timeout_s if timeout_s is not None else space.budget.timeout_s
+    target = budget_target(space)
+    timeout_s = space.budget.timeout_s
     if storage:
         check_url(storage)
     study = open_study(space, run_dir, storage)
@@ -492,8 +487,6 @@ def run_search(
                 progress.trial_done(objective.number, out, summary)
             if log is not None:
                 log.trial(objective.number, out)
-            if on_result is not None:
-                on_result(rows, summary)
     rows, specs = rows_and_specs(study, max_retries)
     summary = write_results(run_dir, space, rows, specs)
     if progress is not None:

@@ -6,7 +6,8 @@ from typing import Any, Optional
 
 
 class SearchProgress:
-    """Progress callbacks of :func:`archspace.search.engine.run_search`, drawn with rich (plain lines without a TTY)."""
+    """Progress of a search (every engine calls it), drawn with rich (plain lines without a TTY); counts never pass
+    their totals."""
 
     def __init__(self, label: str, enabled: bool = True, force: bool = False):
         self.label = label
@@ -34,7 +35,7 @@ class SearchProgress:
                                   TimeRemainingColumn(), console=console, transient=False,
                                   disable=not console.is_terminal and not self.force)
         self._progress.start()
-        self._task = self._progress.add_task(self.label, total=total, completed=done, info=self._info())
+        self._task = self._progress.add_task(self.label, total=total, completed=min(done, total), info=self._info())
         self._plain = not console.is_terminal
         self._console = console
 
@@ -63,12 +64,12 @@ class SearchProgress:
         if self._sub is not None:
             self._progress.remove_task(self._sub)
             self._sub = None
-        self._progress.update(self._task, advance=1, info=self._info())
+        task = self._progress.tasks[0]
+        self._progress.update(self._task, completed=min(task.completed + 1, task.total), info=self._info())
         vals = ", ".join(f"{k} {v:.4g}" for k, v in outcome.values.items())
         line = f"trial {number}: {outcome.verdict}" + (f" ({outcome.reason})" if outcome.reason else "") + (f": {vals}" if vals else "")
         if self._plain:
             elapsed = time.monotonic() - self._t0
-            task = self._progress.tasks[0]
             here = task.completed - self._done0  # trials this session ran: a resume's old trials took no time here
             eta = elapsed / here * (task.total - task.completed) if task.total and here > 0 else 0
             line += f"  [{int(task.completed)}/{int(task.total)} done, {self._info()}, eta {eta:.0f}s]"

@@ -45,10 +45,11 @@ def row(number: int, state: str, params: Any, record: dict[str, Any], **context:
     return out
 
 
-def crashed(crashes: int, max_retries: int, retried_as: Optional[int] = None,
+def crashed(crashes: int, max_retries: int, retry: Optional[str] = None,
             cause: str = "worker died mid-trial") -> tuple[str, str]:
-    """(verdict, reason) of a trial whose process died: ``killed`` while it is retried (``retried_as``), ``failed``
-    once it has crashed more than ``max_retries`` times along its chain."""
+    """(verdict, reason) of a trial whose process died (``cause``): ``failed`` once it has crashed more than
+    ``max_retries`` times along its chain, else ``killed``, the reason saying what became of it (``retry``, e.g.
+    'retried as trial 7')."""
     if crashes > max_retries:
-        return "failed", f"crashed {crashes} time{'s' if crashes > 1 else ''}"
-    return "killed", f"{cause}; retried as trial {retried_as}" if retried_as is not None else cause
+        return "failed", f"{cause}; crashed {crashes} time{'s' if crashes > 1 else ''}"
+    return "killed", f"{cause}; {retry}" if retry else cause

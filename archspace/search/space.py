@@ -498,7 +498,7 @@ def load_space(path: Union[str, Path]) -> Space:
         data = {**data, "base": beside(data["base"])}
     if isinstance(data.get("references"), list):
         data = {**data, "references": [beside(r) for r in data["references"]]}
-    for i, obj in enumerate(data.get("objectives") or []):
+    for i, obj in enumerate(data.get("objectives") if isinstance(data.get("objectives"), list) else []):
         if isinstance(obj, dict) and "metric" in obj and "direction" not in obj:
             raise SpecError(f"{path}: objectives[{i}].direction: missing (use maximize or minimize)")
     try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from ..measure.complexity import complexity
 from ..spec.errors import SpecError
-from ..spec.io import spec_hash, spec_to_dict
+from ..spec.io import spec_hash
 from .space import Space, seed_of, spec_for
 
 if TYPE_CHECKING:
@@ -67,19 +67,6 @@ class Outcome:
     def fail(self, verdict: Verdict, reason: str) -> "Outcome":
         self.verdict, self.reason = verdict, reason
         return self
-
-    def attrs(self) -> dict[str, Any]:
-        """The outcome as JSON-able trial attributes (the spec becomes a dict here, and only here)."""
-        out: dict[str, Any] = {"verdict": self.verdict, "reason": self.reason, "spec_hash": self.spec_hash,
-                               "values": self.values, "cost": self.cost, "seconds": self.seconds, "seed": self.seed}
-        if self.spec is not None:
-            out["spec"] = spec_to_dict(self.spec)
-            out["arch"] = self.spec.label()
-        if self.latency is not None:
-            out["latency"] = self.latency
-        if self.accuracy is not None:
-            out["accuracy"] = {k: v for k, v in self.accuracy.items() if k != "budget"}
-        return {k: v for k, v in out.items() if v is not None}
 
 
 def _metrics(space: Space, cost: dict[str, int]) -> dict[str, float]:

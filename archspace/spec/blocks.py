@@ -18,17 +18,17 @@ from ..blocks.vit import ViTSpec
 
 
 def upgrade_retired(data: Any) -> Any:
-    """``{kind: msa, flavor: vit, ...}`` -> ``{kind: vit, ...}``; ``flavor: smt`` (and its ``min_head_dim: 0``) dropped."""
+    """``{kind: msa, flavor: vit, ...}`` -> ``{kind: vit, ...}``; ``flavor: smt`` and SMT's ``min_head_dim`` dropped."""
     if not isinstance(data, dict) or data.get("kind") != "msa" or not {"flavor", "min_head_dim"} & set(data):
         return data
     data = dict(data)
     flavor = data.pop("flavor", "smt")
-    if isinstance(flavor, str) and flavor == "vit":
+    if flavor == "vit":
         return {**data, "kind": "vit"}
-    if not (isinstance(flavor, str) and flavor == "smt"):
+    if flavor != "smt":
         raise ValueError(f"flavor: {flavor!r} is not smt or vit (or drop it: kind msa is SMT's attention, kind vit EfficientMod's)")
-    if type(data.get("min_head_dim")) is int and data["min_head_dim"] == 0:
-        del data["min_head_dim"]  # SMT's heads always split the width; 0 was the only value that said so
+    if type(data.get("min_head_dim")) is int and data["min_head_dim"] >= 0:
+        del data["min_head_dim"]  # SMT's heads always split the width: the retired field changed nothing
     return data
 
 

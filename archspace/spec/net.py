@@ -95,7 +95,7 @@ def _stack_schema(kinds: list[str]) -> dict:
             "strategy": {"type": "string", "enum": list(STRATEGIES), "default": "sequential"},
             "counts": {"type": "object", "properties": {k: {"type": "integer", "minimum": 0} for k in kinds},
                        "additionalProperties": False, "minProperties": 1},
-            "kinds": {"type": "array", "items": kind, "minItems": 2, "maxItems": 2},
+            "kinds": {"type": "array", "items": kind},
             "depth": {"type": "integer", "minimum": 1, "maximum": MAX_DEPTH},
             "pattern": {"type": "array", "items": kind, "minItems": 1, "maxItems": MAX_DEPTH},
         },
@@ -150,6 +150,8 @@ class StageSpec(Spec):
         for kind, template in templates.items():
             if not isinstance(template, dict):
                 raise ValueError(f"{kind}: block template must be a mapping of {kind} fields")
+            if "kind" in template:
+                raise ValueError(f"{kind}.kind: a template's key names its kind (remove kind)")
         seen: dict[str, int] = {}
         blocks = []
         for kind in kinds:
