@@ -48,7 +48,8 @@ class SearchRun:
 def configure(space: Union[Space, str, Path], *, trials: Optional[int] = None, timeout_s: Optional[float] = None,
               sampler: Optional[str] = None, seed: Optional[int] = None) -> Space:
     """The space with a run's overrides applied and validated again (a typed copy; the file is not changed)."""
-    space = space if isinstance(space, Space) else load_space(space)
+    if not isinstance(space, Space):
+        space = load_space(_expect_kind(space, "space"))
     if trials is not None and (isinstance(trials, bool) or trials < 1):
         raise SpecError(f"--trials: must be at least 1, got {trials}")
     if timeout_s is not None and timeout_s <= 0:
@@ -163,6 +164,19 @@ def stored_calibration(space: Space, run_dir: Path, storage: Optional[str]) -> A
     from .search.engine import open_study, study_calibration
 
     return study_calibration(open_study(space, run_dir, storage, create=False), space)
+
+
+def _expect_kind(path: Union[str, Path], kind: str) -> Union[str, Path]:
+    """``path`` when it holds a file of ``kind`` ('space', 'ablation'); one line naming the command it is for otherwise."""
+    from .search.validate import file_kind
+
+    found = file_kind(path)
+    if found == kind:
+        return path
+    wanted = {"space": "a search space", "ablation": "an ablation"}[kind]
+    hint = {"space": f"run 'archspace search {path}'", "ablation": f"run 'archspace ablate {path}'",
+            "spec": f"try 'archspace build {path}'"}[found]
+    raise SpecError(f"{path}: this is {'an' if found == 'ablation' else 'a'} {found} file, not {wanted}; {hint}")
 
 
 def _check_references(names: Sequence[str], field: str = "references") -> None:
@@ -294,7 +308,7 @@ def ablate(file: Union[str, Path], *, device: Optional[str] = None, seeds: Optio
     results)."""
     from .search.ablation import default_run_dir, load_ablation, run_ablation
 
-    ab = load_ablation(file)
+    ab = load_ablation(_expect_kind(file, "ablation"))
     data = ab.model_dump(mode="json")
     if seeds is not None:
         data["seeds"] = seeds

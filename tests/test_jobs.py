@@ -135,3 +135,13 @@ def test_evaluate_says_what_network_it_trained(capsys):
     import json
 
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(4_736_264, rel=0.06)  # the full network's
+
+
+def test_a_file_of_another_kind_is_named_as_such(capsys):
+    assert main(["search", str(REPO / "experiments" / "ablations" / "heads.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "an ablation file, not a search space; run 'archspace ablate" in err
+    assert main(["search", str(REPO / "archspace" / "presets" / "smt_t.yaml")]) == 2
+    assert "a spec file, not a search space" in capsys.readouterr().err
+    assert main(["ablate", str(REPO / "spaces" / "smt.yaml")]) == 2
+    assert "a space file, not an ablation; run 'archspace search" in capsys.readouterr().err

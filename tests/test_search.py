@@ -191,7 +191,8 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 killed_number = running[0].number
-                killed_params = running[0].params
+                # its params as the storage holds them once it is dead: the snapshot may predate its last suggest
+                killed_params = load(run, "killme").get_trials(deepcopy=False)[killed_number].params
                 before = {t.number: t.values for t in done}
                 break
     finally:

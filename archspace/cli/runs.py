@@ -9,13 +9,12 @@ from ._out import UsageError, add_format, emit, rows, say
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ..jobs import run_search
+    from ..jobs import configure, run_search
     from ..search.progress import SearchProgress
-    from ..search.space import load_space
 
     if args.log and (args.log[0] != "tensorboard" or len(args.log) > 2):
         raise UsageError("--log: use --log tensorboard [DIR]")
-    space = load_space(args.space)
+    space = configure(args.space)
     run_dir = Path(args.run_dir) if args.run_dir else None
     log_dir = None
     if args.log:
