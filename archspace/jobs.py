@@ -87,6 +87,8 @@ def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, P
         raise SpecError(f"--workers: must be at least 1, got {workers}")
     if workers > 1 and backend == "ray":
         raise SpecError("--workers: the Ray backend takes its concurrency from the cluster (leave --workers out)")
+    if workers > 1 and log_dir is not None:
+        raise SpecError("--log: TensorBoard logs are written with one local worker or the Ray backend (leave out --workers)")
     space = configure(space, trials=trials, timeout_s=timeout_s, sampler=sampler, seed=seed)
     names = list(space.references if references is None else references)
     _check_references(names)
@@ -106,7 +108,7 @@ def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, P
 
         summary = work(space, run_dir, storage=storage, progress=progress, log=log)
     else:
-        summary = _run_workers(space, run_dir, storage, workers, progress, log_dir, say)
+        summary = _run_workers(space, run_dir, storage, workers, progress, say)
     warnings = _contention_warnings(space, summary, workers)
     for line in warnings:
         say(f"warning: {line}")
@@ -234,13 +236,11 @@ def _worker(space_json: str, run_dir: str, storage: Optional[str], index: int) -
 
 
 def _run_workers(space: Space, run_dir: Path, storage: Optional[str], workers: int, progress: Any,
-                 log_dir: Any, say: Callable[[str], Any]) -> dict[str, Any]:
+                 say: Callable[[str], Any]) -> dict[str, Any]:
     """``workers`` local processes on one storage; this process shows every worker's trials as they end."""
     from .search.engine import budget_target, census, open_study, rows_and_specs
     from .search.store import write_results
 
-    if log_dir is not None:
-        raise SpecError("--log: TensorBoard logs are written with one local worker or the Ray backend (leave out --workers)")
     study = open_study(space, run_dir, storage)  # created once, before the workers race to create it
     max_retries = space.workers.max_retries
     target = budget_target(space)

@@ -115,7 +115,8 @@ def run_chaos(storage: str, work: Path, *, workers: int = 3, kills: int = 20, bu
               window_kills: int = 0) -> dict:
     """Run the chaos loop (bounded in kills and time) and return the checks' results; ``settings`` are the space's
     ``workers`` (heartbeat, grace, retries; SPACE's fast ones by default), the first ``window_kills`` of the ``kills``
-    are timed inside the record-then-tell window, the others hit a random worker whatever it is doing."""
+    are timed inside the record-then-tell window (armed one after another from the start, so a fast search cannot end
+    before them), the others hit a random worker whatever it is doing, ``interval`` seconds apart."""
     rng = random.Random(seed)
     space_file = work / "chaos.yaml"
     settings = settings or FAST
@@ -130,7 +131,10 @@ def run_chaos(storage: str, work: Path, *, workers: int = 3, kills: int = 20, bu
     t0 = time.monotonic()
     done_kills, in_window, lost, changed, seen = 0, 0, 0, 0, {}
     while time.monotonic() - t0 < timeout_s:
-        time.sleep(rng.uniform(*interval))
+        if in_window >= window_kills:  # window kills are armed at once (their moment is the next recorded result)
+            time.sleep(rng.uniform(*interval))
+        else:
+            time.sleep(0.2)
         alive = [i for i, p in procs.items() if p.poll() is None]
         if not alive:
             break

@@ -55,7 +55,8 @@ def test_run_search_is_the_public_entry_with_the_runs_overrides(tmp_path):
 
 def test_run_search_refuses_bad_run_arguments_before_writing(tmp_path):
     for kwargs, field in (({"workers": 0}, "--workers"), ({"trials": 0}, "--trials"),
-                          ({"backend": "dask"}, "--backend"), ({"references": ["no_such_net"]}, "references")):
+                          ({"backend": "dask"}, "--backend"), ({"references": ["no_such_net"]}, "references"),
+                          ({"workers": 2, "log_dir": tmp_path / "tb"}, "--log")):
         with pytest.raises(archspace.SpecError, match=field):
             archspace.run_search(write_space(tmp_path), run_dir=tmp_path / "r", **kwargs)
     assert not (tmp_path / "r").exists()
@@ -145,3 +146,11 @@ def test_a_file_of_another_kind_is_named_as_such(capsys):
     assert "a spec file, not a search space" in capsys.readouterr().err
     assert main(["ablate", str(REPO / "spaces" / "smt.yaml")]) == 2
     assert "a space file, not an ablation; run 'archspace search" in capsys.readouterr().err
+
+
+def test_search_in_a_terminal_draws_its_bar_within_totals(tmp_path):
+    code, screen = run_in_terminal([sys.executable, "-m", "archspace.cli", "search", str(write_space(tmp_path)),
+                                    "--run-dir", str(tmp_path / "run")], timeout_s=300, cwd=str(tmp_path))
+    assert code == 0, screen[-3000:]
+    assert "Traceback" not in screen and "4 complete of 4 trials" in screen and "Pareto front:" in screen
+    assert (4, 4) in counts_within_totals(screen)
