@@ -34,16 +34,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         if run.front:
             print(_front_table(run.space, run.front))
         _print_notes(run)
-    if s_trials(run) and not run.completed:
+    ended = int(run.summary.get("trials") or 0)
+    if ended and not run.completed:
         reasons = run.summary.get("reasons") or {}
         common = max(reasons, key=reasons.get) if reasons else "unknown"
-        print(f"archspace: error: no trial completed ({s_trials(run)} ended; most common reason: {common})", file=sys.stderr)
+        print(f"archspace: error: no trial completed ({ended} ended; most common reason: {common})", file=sys.stderr)
         return 3
     return 0
-
-
-def s_trials(run) -> int:
-    return int(run.summary.get("trials") or 0)
 
 
 def _front_table(space, front: list[dict]) -> str:
