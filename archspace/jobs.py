@@ -371,3 +371,80 @@ def results(source: Union[str, Path], *, storage: Optional[str] = None, study: O
         elif k in STRINGS:
             frame[k] = frame[k].astype("string")
     return frame
+
+
+# ----------------------------------------------------------------------------- device profiles
+
+GRID_WIDTH_MULTS = (0.5, 0.75, 1.0, 1.25, 1.5)  # the registry grid: every preset at these widths
+
+
+def device_specs(spaces: Sequence[Union[str, Path]] = (), *, samples: int = 300, seed: int = 0) -> tuple[list, list[str], int]:
+    """The networks a device profile covers, most representative first, with their sources and resolution.
+
+    Per space: its base, then ``samples`` random valid specs (the parts of a space repeat, so a few hundred
+    samples reach nearly all of them); spaces are interleaved so the first networks (the correction's) come
+    from every space. Without spaces: every preset at the widths of :data:`GRID_WIDTH_MULTS`.
+    """
+    from .search.space import base_spec, sample_specs
+    from .spec.io import load_spec, preset_names
+
+    if not spaces:
+        specs = []
+        for mult in GRID_WIDTH_MULTS:
+            for name in preset_names():
+                try:
+                    specs.append((f"{name}@w{mult:g}", load_spec(name).with_width_mult(mult)))
+                except ValueError:
+                    continue
+        return specs, ["presets x width " + "/".join(f"{m:g}" for m in GRID_WIDTH_MULTS)], 224
+    loaded = [(Path(p), load_space(_expect_kind(p, "space"))) for p in spaces]
+    resolutions = {s.measure.resolution for _, s in loaded}
+    if len(resolutions) > 1:
+        raise SpecError(f"--space: the spaces measure at different resolutions ({sorted(resolutions)}); profile them separately")
+    columns = []
+    for path, space in loaded:
+        drawn = [(f"{space.name}-base", base_spec(space))]
+        drawn += [(f"{space.name}-{i}", spec) for i, (_, spec) in enumerate(sample_specs(space, samples, seed))]
+        columns.append(drawn)
+    specs = [col[i] for i in range(max(map(len, columns))) for col in columns if i < len(col)]
+    return specs, [str(p) for p, _ in loaded], resolutions.pop()
+
+
+def measure_device(out: Union[str, Path], *, spaces: Sequence[Union[str, Path]] = (), device: str = "cpu",
+                   runtime: str = "eager", threads: int = 1, minutes: float = 10.0, samples: int = 300,
+                   networks: int = 9, warmup: int = 3, repeats: int = 15, name: Optional[str] = None,
+                   progress: Optional[Callable[[int, int, str], Any]] = None) -> Any:
+    """Measure a device profile on this machine (``archspace device measure``): the latency table of every part the
+    spaces (or the presets' width grid) can produce, timed in context, and ``networks`` whole networks for the
+    correction; bounded by ``minutes``, resumable, written atomically to ``out``. Returns the DeviceProfile."""
+    from pydantic import ValidationError
+
+    from .measure.latency.model import measure_profile
+    from .measure.latency.settings import LatencySettings
+    from .spec.errors import first_error
+
+    if not 0 < minutes <= 24 * 60:
+        raise SpecError(f"--minutes: {minutes:g} must be above 0 and at most 1440")
+    if samples < 1 or networks < 0:
+        raise SpecError("--samples: at least 1 (and --networks at least 0)")
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise SpecError(f"--out: {out} is a folder; give the profile's file name, e.g. {out / 'cpu.json'}")
+    if not out.parent.exists():
+        raise SpecError(f"--out: folder {out.parent} does not exist (create it first)")
+    if runtime == "onnxrt":
+        runtime = f"onnxrt-{'cuda' if device.startswith('cuda') else 'cpu'}"
+    specs, sources, resolution = device_specs(spaces, samples=samples)
+    try:
+        settings = LatencySettings(device=device, runtime=runtime, threads=threads, resolution=resolution,
+                                   warmup=warmup, repeats=repeats)
+        if device.startswith("cuda"):
+            from .measure.latency.runtimes import check_device
+
+            check_device(device)
+        return measure_profile(specs, settings, out=out, name=name, networks=networks, minutes=minutes,
+                               sources=sources, progress=progress)
+    except ValidationError as exc:
+        raise SpecError(f"--{first_error(exc)}") from None
+    except ValueError as exc:
+        raise SpecError(" ".join(str(exc).split())) from None

@@ -19,12 +19,12 @@ __all__ = ["UsageError", "main", "make_parser", "process_settings"]
 def make_parser() -> Parser:
     """The archspace argument parser: every command's options, with their defaults in ``--help``."""
     from .._version import __version__
-    from . import measure, runs, specs
+    from . import device, measure, runs, specs
 
     p = Parser(prog="archspace", description="Design-space exploration for hybrid SMT/EfficientMod vision networks.")
     p.add_argument("--version", action="version", version=f"archspace {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for module in (specs, measure, runs):
+    for module in (specs, measure, device, runs):
         module.register(sub)
     return p
 

@@ -34,10 +34,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
     settings = None if args.no_latency else LatencySettings(
         device=args.device, batch=args.batch, resolution=args.resolution, dtype=args.dtype, runtime=runtime,
         threads=args.threads, warmup=args.warmup, repeats=args.repeats, channels_last=args.channels_last)
+    device_profile = None
+    if args.device_profile:
+        from ..measure.latency.model import load_profile
+        from ..spec.errors import SpecError
+
+        try:
+            device_profile = load_profile(args.device_profile)
+        except ValueError as exc:
+            raise SpecError(f"--device-profile: {exc}") from None
     console = Console(stderr=True, quiet=args.quiet)
     with console.status("building and counting") as status:
         out = profile(specs, settings, flops=args.flops, calibrate=args.calibrate, calibration_file=args.calibration,
-                      status=status.update)
+                      status=status.update, device_profile=device_profile)
     if args.format == "json":
         emit(args, out if len(out) > 1 else next(iter(out.values())) | {"name": next(iter(out))}, str)
         return 0
@@ -51,6 +60,8 @@ def _profile_table(out: dict, flops: list[str]) -> str:
     heads = ["model", "params", *(f"GMACs {c}" for c in flops)]
     heads += ["median ms", "p90 ms", "cv", "img/s"] if timed else []
     heads += ["raw median ms"] if calibrated else []
+    predicted = all("predicted_ms" in d for d in out.values())
+    heads += ["predicted ms"] if predicted else []
     body = []
     for name, d in out.items():
         row = [name, f"{d['params']:,}", *(f"{d['flops'][c] / 1e9:.4f}" for c in flops)]
@@ -59,6 +70,8 @@ def _profile_table(out: dict, flops: list[str]) -> str:
             row += [f"{lat['median_ms']:.2f}", f"{lat['p90_ms']:.2f}", f"{lat['cv']:.3f}", f"{lat['images_per_s']:.1f}"]
         if calibrated:
             row.append(f"{d['latency']['raw_median_ms']:.2f}")
+        if predicted:
+            row.append(f"{d['predicted_ms']:.2f}")
         body.append(row)
     lines = [rows(heads, body)]
     if timed:
@@ -71,6 +84,9 @@ def _profile_table(out: dict, flops: list[str]) -> str:
         if cal:
             lines.append(f"calibrated: {cal['reference']} took {cal['reference_ms']:.3f} ms when calibrated; the machine ran "
                          f"at {first['machine_speed']:.2f}x that speed during timing (raw median: uncalibrated wall clock)")
+    if predicted:
+        first = next(iter(out.values()))["predicted"]
+        lines.append(f"predicted: latency model of device profile {first['label']}, in {first['unit']}")
     return "\n".join(lines)
 
 
@@ -162,6 +178,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU: rescale latencies by an interleaved reference workload")
     s.add_argument("--calibration", metavar="FILE",
                    help="CPU: reuse the calibration in FILE so separate runs share one unit; measured and saved there if missing")
+    s.add_argument("--device-profile", metavar="FILE",
+                   help="also print predicted_ms from this device profile (archspace device measure); measured CPU "
+                        "latency then uses the profile's calibration, so both are in one unit")
     add_format(s)
     s.add_argument("--quiet", action="store_true", help="no status display")
     s.set_defaults(func=cmd_profile)

@@ -32,11 +32,13 @@ def calibration_from_file(path: Optional[Union[str, Path]], settings: LatencySet
 
 def profile(specs: dict[str, Any], settings: Optional[LatencySettings], *, flops: Sequence[str],
             calibrate: bool = True, calibration_file: Optional[Union[str, Path]] = None,
-            status: Optional[Callable[[str], Any]] = None) -> dict[str, dict]:
+            status: Optional[Callable[[str], Any]] = None, device_profile: Any = None) -> dict[str, dict]:
     """Per network: ``params``, ``flops`` (MACs per convention at ``settings.resolution``, batch 1), the FLOP
     record and, unless ``settings`` is None, a latency record; every network's repeats are interleaved.
 
-    CPU latencies are calibrated (``calibrate``) with the calibration in ``calibration_file`` when given."""
+    CPU latencies are calibrated (``calibrate``) with the calibration in ``calibration_file`` when given, else with
+    ``device_profile``'s when it fits (then measured and predicted latency are in one unit); with a
+    ``device_profile`` every network also gets ``predicted_ms`` and ``predicted`` (profile, unit, label)."""
     from ..nn.build import build
     from .flops import profile_flops
     from .latency import apply_process_settings, measure_latencies
@@ -59,12 +61,22 @@ def profile(specs: dict[str, Any], settings: Optional[LatencySettings], *, flops
         out[name] = {"params": sum(p.numel() for p in model.parameters()), "flops": rec.macs,
                      "flops_record": rec.model_dump(mode="json")}
         models[name] = model
+        if device_profile is not None:
+            from .latency.model import predict_latency
+
+            out[name]["predicted_ms"] = predict_latency(spec, device_profile)
+            out[name]["predicted"] = {"profile": device_profile.name, "unit": device_profile.unit,
+                                      "label": device_profile.label()}
     if settings is None:
         return out
     calibration = None
     if calibrate and settings.device == "cpu":
         say(f"calibrating: timing the reference workload on {settings.threads} thread(s)")
-        calibration = calibration_from_file(calibration_file, settings)
+        own = device_profile.calibration if device_profile is not None and not calibration_file else None
+        if own is not None and own.fits(settings.threads, settings.clock):
+            calibration = own
+        else:
+            calibration = calibration_from_file(calibration_file, settings)
     say(f"timing {len(models)} model(s), repeats interleaved: {settings.repeats} x batch {settings.batch} on {settings.device}")
     for name, rec in measure_latencies(models, settings, calibration=calibration).items():
         out[name]["latency"] = rec.model_dump(mode="json")

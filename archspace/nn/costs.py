@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 
-@dataclass
+@dataclass(frozen=True)
 class Cost:
     """Parameters and MACs per convention."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -677,3 +677,52 @@ def _smallest_cost(space: Space, data: dict) -> dict[str, int]:
     except SpecError:
         return {"params": 0, "smt-paper": 0, "fvcore": 0, "full": 0}
     return complexity(spec, space.measure.resolution, num_classes=space.num_classes)
+
+
+class _RandomTrial:
+    """An Optuna-like trial drawing every parameter uniformly (log-uniformly where the parameter says ``log``)."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return choices[self.rng.randrange(len(choices))]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        if log:
+            return min(high, max(low, round(math.exp(self.rng.uniform(math.log(low), math.log(high))))))
+        return low + step * self.rng.randrange((high - low) // step + 1)
+
+    def suggest_float(self, name: str, low: float, high: float, step: Optional[float] = None, log: bool = False) -> float:
+        if log:
+            return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        if step:
+            return low + step * self.rng.randrange(int(round((high - low) / step)) + 1)
+        return self.rng.uniform(low, high)
+
+
+def sample_specs(space: Space, n: int, seed: int = 0, *, exclude: Sequence[str] = (),
+                 attempts: int = 20) -> list[tuple[dict[str, Any], NetSpec]]:
+    """Up to ``n`` distinct valid specs drawn uniformly from the space (values, spec), none whose hash is in
+    ``exclude``; impossible samples are skipped, at most ``attempts * n`` draws."""
+    import random
+
+    from ..spec.io import spec_hash
+
+    rng = random.Random(seed)
+    seen = set(exclude)
+    out: list[tuple[dict[str, Any], NetSpec]] = []
+    base = editable(base_spec(space))
+    for _ in range(attempts * n):
+        if len(out) >= n:
+            break
+        values = suggest(_RandomTrial(rng), space)
+        try:
+            spec = spec_for(space, values, base if not any("@variant" in p.paths for p in space.params) else None)
+        except SpecError:
+            continue
+        h = spec_hash(spec)
+        if h not in seen:
+            seen.add(h)
+            out.append((values, spec))
+    return out

@@ -34,16 +34,74 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
+# instruction-set flags that change what a CPU kernel can use (Linux /proc/cpuinfo names), widest last
+ISA_FLAGS: tuple[str, ...] = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                              "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                if out:
+                    break
+                continue
+            key, _, value = line.partition(":")
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def cpu_flags() -> list[str]:
+    """The ISA flags of :data:`ISA_FLAGS` this CPU has, in that order."""
+    have = set(_cpuinfo().get("flags", _cpuinfo().get("Features", "")).split())
+    return [f for f in ISA_FLAGS if f in have]
+
+
+def _isa_level(flags: list[str]) -> str:
+    """The widest vector level of ``flags``: 'amx', 'avx512', 'avx2', 'avx', 'neon'/'sve' or ''."""
+    for level, marker in (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sve", "sve"),
+                          ("neon", "asimd")):
+        if marker in flags:
+            return level
+    return ""
+
+
 def device_name(device: str | torch.device = "cpu") -> str:
-    """Human name of a device: the CPU model from /proc/cpuinfo, or the CUDA device name."""
+    """Human name of a device: the CPU model from /proc/cpuinfo with its widest vector ISA ('AMD EPYC (avx512)'),
+    or the CUDA device name. A VM that hides the model still tells an AVX2 host from an AVX-512 one."""
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "cpu"
+    model = _cpuinfo().get("model name") or platform.processor() or platform.machine() or "cpu"
+    level = _isa_level(cpu_flags())
+    return f"{model} ({level})" if level else model
+
+
+def device_identity(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What a latency depends on besides the network: CPU model, ISA flags, cores, GPU, torch and ONNX Runtime versions."""
+    import os
+
+    dev = torch.device(device)
+    info = _cpuinfo()
+    ort_version = None
+    with contextlib.suppress(ImportError):
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    return {
+        "name": device_name(dev),
+        "cpu_model": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "cuda_version": torch.version.cuda if dev.type == "cuda" else None,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": ort_version,
+        "machine": platform.machine(),
+    }
 
 
 @contextlib.contextmanager

@@ -81,11 +81,14 @@ def _checked(settings: LatencySettings) -> LatencySettings:
 
 
 def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings, *,
-                      calibration: Calibration | None = None) -> dict[str, LatencyRecord]:
+                      calibration: Calibration | None = None,
+                      input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, LatencyRecord]:
     """Latency records of several models under ``settings``, repeats interleaved round-robin so noise hits all alike.
 
     With ``calibration`` (CPU only) the reference workload runs before the first model of every
     round and after each model, and the records hold calibrated samples (see :class:`Calibration`).
+    ``input_shapes`` gives a model's input shape without the batch dimension (a block inside a network
+    sees a channels-last map, not an image); the others get ``(3, resolution, resolution)`` images.
     """
     s = _checked(settings)
     if not models:
@@ -128,8 +131,10 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
         for name, model in models.items():
             ready = prepared(model, dev, torch_dtype, channels_last)
             stack.enter_context(eval_mode(ready))
-            x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
-            x = x.to(device=dev, dtype=torch_dtype).contiguous(memory_format=memory_format)
+            shape = (input_shapes or {}).get(name)
+            x = torch.randn(batch, *(shape or (3, resolution, resolution)), generator=torch.Generator().manual_seed(0))
+            x = x.to(device=dev, dtype=torch_dtype)
+            x = x.contiguous(memory_format=memory_format) if shape is None else x.contiguous()
             calls[name] = runner(ready, x, runtime, threads)
 
         stack.enter_context(torch.inference_mode())
