@@ -430,8 +430,8 @@ def measure_device(out: Union[str, Path], *, spaces: Sequence[Union[str, Path]] 
     out = Path(out)
     if out.exists() and out.is_dir():
         raise SpecError(f"--out: {out} is a folder; give the profile's file name, e.g. {out / 'cpu.json'}")
-    if not out.parent.exists():
-        raise SpecError(f"--out: folder {out.parent} does not exist (create it first)")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise SpecError(f"--out: {out.parent} is a file, not a folder; give a path such as devices/cpu.json")
     if runtime == "onnxrt":
         runtime = f"onnxrt-{'cuda' if device.startswith('cuda') else 'cpu'}"
     specs, sources, resolution = device_specs(spaces, samples=samples)
@@ -442,6 +442,7 @@ def measure_device(out: Union[str, Path], *, spaces: Sequence[Union[str, Path]] 
             from .measure.latency.runtimes import check_device
 
             check_device(device)
+        out.parent.mkdir(parents=True, exist_ok=True)  # every argument checked: nothing is written for bad input
         return measure_profile(specs, settings, out=out, name=name, networks=networks, minutes=minutes,
                                sources=sources, progress=progress)
     except ValidationError as exc:

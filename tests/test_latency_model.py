@@ -129,7 +129,8 @@ def test_device_measure_and_profile_commands(space_file, tmp_path):
     assert got["predicted_ms"] == pytest.approx(predict_latency("smt_m_6p5m", prof))
     assert got["predicted"]["unit"] == prof.unit
     assert got["latency"]["protocol"]["calibration"] == prof.calibration.model_dump()  # measured in the profile's unit
-    for args, field in ((["--out", str(tmp_path / "no" / "x.json")], "--out"), (["--out", str(out), "--minutes", "0"], "--minutes"),
+    (tmp_path / "afile").write_text("")
+    for args, field in ((["--out", str(tmp_path / "afile" / "x.json")], "--out"), (["--out", str(tmp_path)], "--out"), (["--out", str(out), "--minutes", "0"], "--minutes"),
                         (["--out", str(tmp_path / "t.json"), "--threads", "0"], "--threads")):
         proc = subprocess.run(cmd + ["device", "measure", *args], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and field in proc.stderr, proc.stderr
