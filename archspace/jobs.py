@@ -9,7 +9,6 @@ experiments and tests call it; this module sits above ``search`` and ``report`` 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,9 +108,7 @@ def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, P
         summary = work(space, run_dir, storage=storage, progress=progress, log=log)
     else:
         summary = _run_workers(space, run_dir, storage, workers, progress, say)
-    warnings = _contention_warnings(space, summary, workers)
-    for line in warnings:
-        say(f"warning: {line}")
+    warnings: list[str] = []  # timed latency needs none about other workers: they take turns (search/turns.py)
     if not summary.get("trials"):
         return SearchRun(run_dir, space, summary, warnings=warnings)
     if names:
@@ -157,7 +154,7 @@ def front(run_dir: Union[str, Path]) -> list[dict]:
 def stored_calibration(space: Space, run_dir: Path, storage: Optional[str]) -> Any:
     """The latency calibration a run's trials used (kept by whichever engine ran them), so its references
     are timed in the same unit; None when the run measures no calibrated CPU latency."""
-    if not (space.measure.latency and space.measure.calibrate):
+    if not (space.measure.timed and space.measure.calibrate):
         return None
     from .search import ray_engine
 
@@ -206,18 +203,6 @@ def _summary_from_table(run_dir: Path, space: Space) -> dict[str, Any]:
     rows = read_table(run_dir / "trials.csv")
     return {"space": space.name, "trials": sum(r.get("verdict") not in ("running", "killed") for r in rows),
             "complete": sum(r.get("verdict") == "complete" for r in rows), "front": len(best(run_dir))}
-
-
-def _contention_warnings(space: Space, summary: dict, workers: int) -> list[str]:
-    """Latency timed on the CPU while other trials trained on the same cores is inflated: say so."""
-    concurrent = max(workers, int(summary.get("concurrency") or 1))
-    m = space.measure
-    if concurrent <= 1 or not m.latency or m.device != "cpu":
-        return []
-    cores = os.cpu_count() or 1
-    return [f"latency was timed while up to {concurrent - 1} other trial(s) ran on this machine's {cores} core(s): "
-            f"the latencies of this run are inflated by that contention and not comparable with a run of one worker "
-            f"(run with one worker, or set measure.latency: false)"]
 
 
 def _worker(space_json: str, run_dir: str, storage: Optional[str], index: int) -> None:
@@ -412,7 +397,7 @@ def device_specs(spaces: Sequence[Union[str, Path]] = (), *, samples: int = 300,
 
 def measure_device(out: Union[str, Path], *, spaces: Sequence[Union[str, Path]] = (), device: str = "cpu",
                    runtime: str = "eager", threads: int = 1, minutes: float = 10.0, samples: int = 300,
-                   networks: int = 9, warmup: int = 3, repeats: int = 15, name: Optional[str] = None,
+                   networks: int = 30, warmup: int = 3, repeats: int = 15, name: Optional[str] = None,
                    progress: Optional[Callable[[int, int, str], Any]] = None) -> Any:
     """Measure a device profile on this machine (``archspace device measure``): the latency table of every part the
     spaces (or the presets' width grid) can produce, timed in context, and ``networks`` whole networks for the

@@ -9,7 +9,10 @@
    and the summary (``summary_<runtime>.json``: share within +-5% / +-10%, Kendall tau, worst error,
    time per prediction and per measurement), and a predicted-vs-measured plot.
 
-Run: .venv/bin/python experiments/latency_model.py [--runtime eager|onnxrt] [--minutes 10] [--held-out 20]
+With ``--remeasure`` every held-out network is timed a second time in other chunks of ten: how close a
+measurement comes to its own repeat is the ceiling of any model judged against one measurement.
+
+Run: .venv/bin/python experiments/latency_model.py [--runtime eager|onnxrt] [--minutes 10] [--held-out 20] [--remeasure]
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import argparse
 import csv
 import datetime
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -55,6 +59,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "latency_model"))
     ap.add_argument("--reuse-profile", action="store_true", help="keep an existing profile file (resume it)")
     ap.add_argument("--seed", type=int, default=1000, help="seed of the held-out draw")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="time every held-out network a second time in other chunks: the measurement's own spread")
     args = ap.parse_args()
 
     import matplotlib
@@ -92,29 +98,42 @@ def main() -> None:
     assert not fitted & {spec_hash(s) for _, s in held}
     apply_process_settings()
     settings = profile.protocol
+    def measure_all(order: list[int]) -> tuple[dict[str, object], float]:
+        """Every held-out network timed whole, ten at a time (repeats interleaved among them), in ``order``."""
+        recs, spent = {}, 0.0
+        for start in range(0, len(order), 10):
+            chunk = [held[i] for i in order[start:start + 10]]
+            models = {name: build(spec).eval() for name, spec in chunk}
+            t = time.monotonic()
+            recs.update(measure_latencies(models, settings, calibration=profile.calibration))
+            spent += time.monotonic() - t
+            del models
+        return recs, spent
+
+    records, measure_s = measure_all(list(range(len(held))))
+    again = None
+    if args.remeasure:  # the same networks once more, in other chunks: how far one measurement is from its repeat
+        order = list(range(len(held)))
+        random.Random(args.seed).shuffle(order)
+        again, _ = measure_all(order)
     rows = []
-    measure_s = 0.0
-    for start in range(0, len(held), 10):  # ten networks at a time, repeats interleaved among them
-        chunk = held[start:start + 10]
-        models = {name: build(spec).eval() for name, spec in chunk}
-        t = time.monotonic()
-        records = measure_latencies(models, settings, calibration=profile.calibration)
-        measure_s += time.monotonic() - t
-        for name, spec in chunk:
-            rec = records[name]
-            t = time.perf_counter()
-            predicted = predict_latency(spec, profile)
-            predict_ms = (time.perf_counter() - t) * 1e3
-            how = [p["how"] for p in predict_parts(spec, profile)]
-            rows.append({"network": name, "spec_hash": spec_hash(spec), "arch": spec.label(),
-                         "measured_ms": round(rec.median_ms, 3), "predicted_ms": round(predicted, 3),
-                         "error_pct": round(100 * (predicted / rec.median_ms - 1), 2), "cv": round(rec.cv, 4),
-                         "machine_speed": rec.machine_speed, "parts": len(how), "parts_from_table": how.count("table"),
-                         "parts_interpolated": how.count("interpolated"), "parts_from_fit": how.count("fit"),
-                         "predict_ms": round(predict_ms, 4)})
-            print(f"  {name}: measured {rec.median_ms:.2f}, predicted {predicted:.2f} ({rows[-1]['error_pct']:+.1f}%)",
-                  flush=True)
-        del models
+    for name, spec in held:
+        rec = records[name]
+        t = time.perf_counter()
+        predicted = predict_latency(spec, profile)
+        predict_ms = (time.perf_counter() - t) * 1e3
+        how = [p["how"] for p in predict_parts(spec, profile)]
+        rows.append({"network": name, "spec_hash": spec_hash(spec), "arch": spec.label(),
+                     "measured_ms": round(rec.median_ms, 3), "predicted_ms": round(predicted, 3),
+                     "error_pct": round(100 * (predicted / rec.median_ms - 1), 2), "cv": round(rec.cv, 4),
+                     "machine_speed": rec.machine_speed, "parts": len(how), "parts_from_table": how.count("table"),
+                     "parts_interpolated": how.count("interpolated"), "parts_from_fit": how.count("fit"),
+                     "predict_ms": round(predict_ms, 4)})
+        if again is not None:
+            rows[-1]["remeasured_ms"] = round(again[name].median_ms, 3)
+            rows[-1]["repeat_error_pct"] = round(100 * (again[name].median_ms / rec.median_ms - 1), 2)
+        print(f"  {name}: measured {rec.median_ms:.2f}, predicted {predicted:.2f} ({rows[-1]['error_pct']:+.1f}%)"
+              + (f", measured again {again[name].median_ms:.2f}" if again is not None else ""), flush=True)
     errors = [abs(r["error_pct"]) for r in rows]
     measured = [r["measured_ms"] for r in rows]
     predicted = [r["predicted_ms"] for r in rows]
@@ -137,6 +156,14 @@ def main() -> None:
         "speedup": round(per_measurement_s * 1e3 / predict_ms),
         "parts_from_table_share": round(sum(r["parts_from_table"] for r in rows) / sum(r["parts"] for r in rows), 4),
     }
+    if again is not None:
+        mean_errors = [abs(100 * (r["predicted_ms"] / ((r["measured_ms"] + r["remeasured_ms"]) / 2) - 1)) for r in rows]
+        summary.update({
+            "remeasured_within_5pct": round(sum(abs(r["repeat_error_pct"]) <= 5 for r in rows) / len(rows), 4),
+            "remeasured_worst_pct": max(rows, key=lambda r: abs(r["repeat_error_pct"]))["repeat_error_pct"],
+            "remeasured_kendall_tau": round(kendall_tau(measured, [r["remeasured_ms"] for r in rows]), 4),
+            "within_5pct_of_both_mean": round(sum(e <= 5 for e in mean_errors) / len(rows), 4),
+        })
     with open(out / f"heldout_{tag}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -77,7 +77,7 @@ def test_a_run_folder_written_before_the_typed_budget_is_the_same_space(tmp_path
 
 def test_latency_defaults_have_one_source() -> None:
     shared = set(LatencySettings.model_fields)
-    assert set(Measure.model_fields) - shared == {"latency", "calibrate"}
+    assert set(Measure.model_fields) - shared == {"latency", "calibrate", "profile", "report_profiles"}
     assert Measure().latency_settings() == LatencySettings()
     assert (LatencySettings().warmup, LatencySettings().repeats) == (3, 15)
     assert LatencySettings.model_fields["repeats"].description  # why the default is what it is

@@ -183,7 +183,8 @@ def test_a_space_measure_is_latency_settings_and_measures_as_one() -> None:
     from archspace.search.space import Measure
 
     m = Measure(resolution=16, warmup=1, repeats=3)
-    assert isinstance(m, LatencySettings) and (m.latency, m.calibrate, m.warmup, m.repeats) == (True, True, 1, 3)
+    assert isinstance(m, LatencySettings) and (m.latency, m.calibrate, m.warmup, m.repeats) == ("measured", True, 1, 3)
+    assert Measure(latency=True).latency == "measured" and not Measure(latency=False).timed
     assert m.latency_settings() == FAST and type(m.latency_settings()) is LatencySettings
     assert measure_latency(Tiny(), m).protocol == measure_latency(Tiny(), FAST).protocol
 
@@ -249,14 +250,14 @@ def test_cuda_latency_and_throughput() -> None:
 
 
 def test_calibrated_samples_rescale_by_the_neighbouring_reference_times() -> None:
-    # two models, two rounds: references r0 a r1 b r2 | r3 a r4 b r5
-    reference = [10.0, 20.0, 10.0, 5.0, 5.0, 15.0]
+    # two models, two rounds: references r0 a r1 b r2 | a r3 b r4 (every reference pass follows a model pass)
+    reference = [10.0, 20.0, 10.0, 5.0, 15.0]
     a = calibrated_samples([100.0, 50.0], reference, reference_ms=10.0, models=2, index=0)
     b = calibrated_samples([30.0, 60.0], reference, reference_ms=10.0, models=2, index=1)
-    assert a == pytest.approx([100.0 * 10 / 15, 50.0 * 10 / 5])
+    assert a == pytest.approx([100.0 * 10 / 15, 50.0 * 10 / 7.5])
     assert b == pytest.approx([30.0 * 10 / 15, 60.0 * 10 / 10])
-    with pytest.raises(ValueError, match="reference: expected 6 reference times, got 5"):
-        calibrated_samples([1.0, 2.0], reference[:5], 10.0, 2, 0)
+    with pytest.raises(ValueError, match="reference: expected 5 reference times, got 4"):
+        calibrated_samples([1.0, 2.0], reference[:4], 10.0, 2, 0)
 
 
 def test_calibrate_is_a_record_and_leaves_global_state_alone() -> None:
@@ -284,7 +285,10 @@ def test_calibrated_rounds_sandwich_every_model_between_reference_runs(monkeypat
     monkeypatch.setattr(latency, "reference_workload", logged_reference)
     cal = Calibration(reference_ms=1.0, threads=1, repeats=1, device_name="test", torch_version=torch.__version__)
     records = measure_latencies({"a": Tiny("a", log), "b": Tiny("b", log)}, FAST.updated(warmup=0), calibration=cal)
-    assert log[-5 * 3:] == ["ref", "a", "ref", "b", "ref"] * 3  # after the reference's own warm-up
+    # after the reference's own warm-up: an untimed pass of the last model, then every reference run follows a
+    # model run (a reference right after another one runs warm and would inflate the model after it)
+    assert log[-(4 * 3 + 2):] == ["b", "ref"] + ["a", "ref", "b", "ref"] * 3
+    assert log[-(4 * 3 + 3)] == "ref"
     for record in records.values():
         assert record.protocol.calibration == cal
         assert record.raw_median_ms > 0 and record.machine_speed > 0

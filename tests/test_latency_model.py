@@ -54,7 +54,7 @@ def test_a_profile_covers_every_part_of_its_networks_and_reads_back(fitted):
     back = load_profile(out)
     assert back.entries == profile.entries and back.protocol == SETTINGS
     assert back.identity["name"] and "cpu_flags" in back.identity and back.calibration is not None
-    assert back.unit.startswith("calibrated ms (convnet112-v1=") and "32 px" in back.label()
+    assert back.unit.startswith("ms calibrated to convnet112-v1=") and "32 px" in back.label()
 
 
 def test_a_prediction_is_the_corrected_sum_of_table_entries(fitted):
@@ -138,3 +138,4 @@ def test_device_measure_and_profile_commands(space_file, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--device-profile" in proc.stderr and proc.stderr.count("\n") == 1
     assert spec_hash(load_spec("smt_t"))  # the presets still load beside all this
+

@@ -80,7 +80,7 @@ def test_report_plots_say_their_protocol_and_hypervolume_is_relative_to_the_base
     assert {"pareto_latency.png", "pareto_flops.svg", "hypervolume.png"} <= files
     labels = axis_labels(space)
     assert labels["accuracy"] == "proxy top-1 (%): fashion-mnist, 1 ep x 2,400 img, 32 px, stem s2, w0.5"
-    assert labels["latency_ms"] == "latency (ms): cpu, batch 1, 224 px, 1 thread(s)"
+    assert labels["latency_ms"] == "latency (ms calibrated to this run's reference): cpu, batch 1, 224 px, 1 thread(s)"
     pytest.importorskip("plotly")
     assert "pareto.html" in files and "trial 1" in (run / "pareto.html").read_text()
     # ratios to the base (70 %, 100 ms), reference point 1.1 x base: the base alone covers 0.1 x 0.1

@@ -89,11 +89,11 @@ def test_an_exception_inside_a_trial_is_that_trials_failure(tmp_path, monkeypatc
     real = trial_mod._measure_and_evaluate
     errors = {1: RuntimeError("forward exploded"), 2: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")}
 
-    def flaky(space, out, progress, calibration):
+    def flaky(space, out, progress, calibration, turns=None):
         heads = out.spec.stages[0].blocks[0].heads
         if heads in errors:
             raise errors[heads]
-        real(space, out, progress, calibration)
+        real(space, out, progress, calibration, turns)
         out.values["accuracy"] = float("nan") if out.spec.stages[2].counts().get("msa", 0) == 2 else out.values["accuracy"]
 
     monkeypatch.setattr(trial_mod, "_measure_and_evaluate", flaky)

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--threads", type=int, default=1, help="CPU threads while timing")
     m.add_argument("--minutes", type=float, default=10.0, help="time bound of the measuring")
     m.add_argument("--samples", type=int, default=300, help="random specs drawn per space to find its parts")
-    m.add_argument("--networks", type=int, default=9, help="whole networks timed for the correction")
+    m.add_argument("--networks", type=int, default=30, help="whole networks timed for the correction")
     m.add_argument("--warmup", type=int, default=3, help="untimed passes per part")
     m.add_argument("--repeats", type=int, default=15, help="timed passes per part (interleaved, median)")
     m.add_argument("--name", help="the profile's name (default: the file's stem)")

@@ -58,7 +58,7 @@ def _profile_table(out: dict, flops: list[str]) -> str:
     timed = all(d.get("latency") for d in out.values())
     calibrated = timed and any(d["latency"].get("raw_median_ms") is not None for d in out.values())
     heads = ["model", "params", *(f"GMACs {c}" for c in flops)]
-    heads += ["median ms", "p90 ms", "cv", "img/s"] if timed else []
+    heads += ["median", "p90", "cv", "img/s"] if timed else []
     heads += ["raw median ms"] if calibrated else []
     predicted = all("predicted_ms" in d for d in out.values())
     heads += ["predicted ms"] if predicted else []
@@ -80,6 +80,7 @@ def _profile_table(out: dict, flops: list[str]) -> str:
         lines.append(f"protocol: {p['device_name']}, {p['runtime']}, {p['dtype']}, batch {p['batch']}, {p['resolution']} px, "
                      f"{p['threads']} thread(s), warm-up {p['warmup']}, {p['repeats']} repeats interleaved, statistic "
                      f"{p['statistic']}; FLOPs as MACs at batch 1")
+        lines.append(f"unit of median and p90: {first.get('unit', 'wall ms')}")
         cal = p.get("calibration")
         if cal:
             lines.append(f"calibrated: {cal['reference']} took {cal['reference_ms']:.3f} ms when calibrated; the machine ran "

@@ -24,6 +24,10 @@ _LAZY = {
     "LatencySettings": "latency",
     "load_or_calibrate": "latency",
     "apply_process_settings": "latency",
+    "DeviceProfile": "latency.model",
+    "load_profile": "latency.model",
+    "measure_profile": "latency.model",
+    "predict_latency": "latency.model",
 }
 
 
@@ -52,4 +56,8 @@ __all__ = [
     "LatencySettings",
     "load_or_calibrate",
     "apply_process_settings",
+    "DeviceProfile",
+    "load_profile",
+    "measure_profile",
+    "predict_latency",
 ]

@@ -78,8 +78,13 @@ def profile(specs: dict[str, Any], settings: Optional[LatencySettings], *, flops
         else:
             calibration = calibration_from_file(calibration_file, settings)
     say(f"timing {len(models)} model(s), repeats interleaved: {settings.repeats} x batch {settings.batch} on {settings.device}")
+    from .latency.records import measured_unit
+
+    profiled = device_profile is not None and calibration is not None and calibration == device_profile.calibration
+    whose = (f"profile {device_profile.name}" if profiled else f"--calibration {calibration_file}" if calibration_file
+             else "this process's reference")
     for name, rec in measure_latencies(models, settings, calibration=calibration).items():
-        out[name]["latency"] = rec.model_dump(mode="json")
+        out[name]["latency"] = {**rec.model_dump(mode="json"), "unit": measured_unit(calibration, whose)}
     return out
 
 

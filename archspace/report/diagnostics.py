@@ -90,17 +90,23 @@ def protocol_label(space) -> str:
     return axis_labels(space)["accuracy"]
 
 
-def axis_labels(space) -> dict[str, str]:
-    """Axis labels that say their protocol: accuracy (dataset, epochs, images, resolution), latency (device, batch,
-    resolution, threads), MACs (convention, resolution)."""
-    from ..search.results import accuracy_label, latency_label, protocol
+def axis_labels(space, rows=None) -> dict[str, str]:
+    """Axis labels that say their protocol: accuracy (dataset, epochs, images, resolution), latency (its source and
+    unit, device, batch, resolution, threads; the unit the ``rows`` recorded when given), MACs (convention,
+    resolution)."""
+    from ..search.results import accuracy_label, latency_axis, protocol, with_units
     from ..vocab import LABELS
 
-    p = protocol(space)
+    p = with_units(protocol(space), rows)
     out = dict(LABELS)
     trained = p["evaluator"] == "train"  # a zero-cost score (naswot near 700, synflow, params) is no top-1 %
     out["accuracy"] = f"{LABELS['accuracy']}: {accuracy_label(p)}" if trained else accuracy_label(p)
-    if latency_label(p):
-        out["latency_ms"] = f"{LABELS['latency_ms']}: {latency_label(p)}"
+    if latency_axis(p):
+        out["latency_ms"] = latency_axis(p)
+    from ..search.latency import REPORT_PREFIX, load
+
+    for path in space.measure.report_profiles:
+        prof = load(path)[0]
+        out[REPORT_PREFIX + prof.name] = f"predicted latency (ms) on {prof.label()}"
     out["gmacs"] = f"{LABELS['gmacs']} ({p['gmacs_convention']}) at {space.measure.resolution} px"
     return out

@@ -53,7 +53,14 @@ class HypervolumeData(NamedTuple):
 
 
 def front_file(x_key: str) -> str:
-    """File stem of the accuracy front against ``x_key`` in a run directory."""
+    """File stem of the accuracy front against ``x_key`` in a run directory ('pareto_latency_NAME' for a reported
+    device profile's latency)."""
+    import re
+
+    from ..search.latency import REPORT_PREFIX
+
+    if x_key.startswith(REPORT_PREFIX):
+        return "pareto_latency_" + re.sub(r"[^A-Za-z0-9_.-]", "_", x_key[len(REPORT_PREFIX):])
     return FRONT_FILES.get(x_key, f"pareto_{x_key}")
 
 
@@ -77,7 +84,10 @@ def front_axes(rows: Sequence[dict], objectives: Sequence[tuple[str, str]]) -> l
     if not any(r.get("accuracy") is not None for r in rows):
         return []
     searched = [(k, d) for k, d in objectives if k != "accuracy" and k in COSTS]
-    measured = [(k, "minimize") for k in ("latency_ms", "gmacs") if k not in dict(searched)]
+    from ..search.latency import REPORT_PREFIX
+
+    reported = sorted({k for r in rows for k in r if k.startswith(REPORT_PREFIX)})  # device profiles reported, not searched
+    measured = [(k, "minimize") for k in ("latency_ms", "gmacs", *reported) if k not in dict(searched)]
     return [(k, d) for k, d in searched + measured if any(r.get(k) is not None for r in rows)]
 
 

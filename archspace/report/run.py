@@ -48,7 +48,7 @@ def make_report(run_dir: Path, space: Optional[Space] = None) -> list[Path]:
     from .diagnostics import axis_labels
     from .pareto import with_references
 
-    labels = axis_labels(space)
+    labels = axis_labels(space, read_table(run_dir / "trials.csv"))
     for data in fronts:
         data = with_references(data, measured)
         note = f"\n(stars: {len(measured)} reference(s) measured alike, not searched)" if measured else ""

@@ -320,8 +320,9 @@ def rows_and_specs(study: Any, max_retries: int = 2) -> tuple[list[dict], dict[s
 class _Objective:
     """One trial of the worker loop, called by ``study.optimize(n_trials=1)``."""
 
-    def __init__(self, study: Any, space: Space, target: int, calibration: Any, progress: Any, worker: str):
-        self.study, self.space, self.target, self.calibration = study, space, target, calibration
+    def __init__(self, study: Any, space: Space, target: int, calibration: Any, progress: Any, worker: str,
+                 turns: Any = None):
+        self.study, self.space, self.target, self.calibration, self.turns = study, space, target, calibration, turns
         self.progress, self.worker = progress, worker
         self.ekey = evaluator_key(space)
         self.base = editable(base_spec(space))
@@ -354,12 +355,15 @@ class _Objective:
             cached = self._cached(trial, out)
             if cached is not None:
                 out.values = dict(cached.user_attrs.get("values", {}))
+                for part in ("latency", "accuracy"):  # its records too: the unit its latency is in, its training
+                    if cached.user_attrs.get(part) is not None:
+                        setattr(out, part, cached.user_attrs[part])
                 settle_constraints(self.space, out, final=True)
                 self._record(trial, out, cached_from=cached.number)
                 return out.objective_values(self.space)
             if self.progress is not None:
                 self.progress.trial_started(trial.number, out)
-            out = run_trial(self.space, out, self._pruning(trial), self.calibration)
+            out = run_trial(self.space, out, self._pruning(trial), self.calibration, self.turns)
         self._record(trial, out)
         if out.verdict == "complete" or (out.verdict == "infeasible" and out.has_objectives(self.space)):
             return out.objective_values(self.space)  # an infeasible one trained anyway is COMPLETE, never on a front
@@ -460,7 +464,10 @@ def run_worker(
     _enqueue_once(study, space)
     calibration = agree_calibration(study, space)
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    objective = _Objective(study, space, target, calibration, progress, worker)
+    from .turns import Turns
+
+    turns = Turns(run_dir) if space.measure.timed else None  # timing alone, beside this run's other workers
+    objective = _Objective(study, space, target, calibration, progress, worker, turns)
     start = time.monotonic()
     if progress is not None:
         progress.start(target, done0)

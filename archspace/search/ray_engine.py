@@ -21,6 +21,7 @@ from typing import Any, Optional
 import optuna
 
 from .engine import make_sampler, record_constraints
+from .latency import ship
 from .records import crashed, encode, row
 from .trial import latency_calibration, run_trial, screen
 from .space import Space, base_values, suggest
@@ -95,14 +96,19 @@ class DefineByRun:
         return None
 
 
-def _trainable(space_json: str, calibration_json: Optional[str] = None):
-    """The function Ray runs per trial: evaluate the sampled values, report objectives, the record and the node."""
+def _trainable(space_json: str, calibration_json: Optional[str] = None, run_dir: Optional[str] = None,
+               shipped: Optional[dict[str, str]] = None):
+    """The function Ray runs per trial: evaluate the sampled values, report objectives, the record and the node.
+    ``shipped``: the device profiles' text by the driver's path, so a node without those files predicts the same."""
 
     def run(config: dict) -> None:
         import ray
         from ray import tune
 
         from ..measure.latency import Calibration
+        from .latency import receive
+
+        receive(shipped or {})
 
         space = Space.model_validate_json(space_json)
         calibration = Calibration.model_validate_json(calibration_json) if calibration_json else None
@@ -118,7 +124,10 @@ def _trainable(space_json: str, calibration_json: Optional[str] = None):
                 tune.report({"accuracy": 100.0 * event.top1, "epoch": event.epoch, "verdict": "running"})
             return None
 
-        out = run_trial(space, out, report_fidelity, calibration)
+        from .turns import Turns
+
+        turns = Turns(Path(run_dir)) if run_dir and space.measure.timed else None  # trials on one node take turns
+        out = run_trial(space, out, report_fidelity, calibration, turns)
         metrics: dict[str, Any] = {"verdict": out.verdict, "record_json": json.dumps(encode(out)),
                                    "node": ray.get_runtime_context().get_node_id(),
                                    "constraints": json.dumps(out.constraint_values()) if out.constraints else ""}
@@ -442,7 +451,8 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
 
             epochs = space.evaluator.budget.epochs
             scheduler = ASHAScheduler(time_attr="epoch", max_t=max(epochs, 1), grace_period=1, reduction_factor=3)
-        trainable = tune.with_resources(_trainable(space.model_dump_json(), _run_calibration(space, run_dir)),
+        trainable = tune.with_resources(_trainable(space.model_dump_json(), _run_calibration(space, run_dir), str(run_dir),
+                                                   ship(space)),
                                         {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
         segment = len(_segments(ray_dir, space.name))
         callbacks = [_run_callback(tune, space, ray_dir, segment, log)]

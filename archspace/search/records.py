@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..spec.io import spec_to_dict
 from ..vocab import VALUE_COLUMNS
+from .latency import REPORT_PREFIX
 
 FIELDS = ("verdict", "reason", "spec_hash", "values", "cost", "seconds", "seed", "spec", "arch", "latency", "accuracy")
 
@@ -41,7 +42,11 @@ def row(number: int, state: str, params: Any, record: dict[str, Any], **context:
     for key in ("worker", "reference", "cached_from", "retry_of"):
         out[key] = context.get(key)
     values = record.get("values") or {}
-    out.update({k: values[k] for k in VALUE_COLUMNS if isinstance(values.get(k), (int, float)) and math.isfinite(values[k])})
+    out.update({k: v for k, v in values.items() if (k in VALUE_COLUMNS or k.startswith(REPORT_PREFIX))
+                and isinstance(v, (int, float)) and math.isfinite(v)})
+    unit = (record.get("latency") or {}).get("unit")
+    if unit and "latency_ms" in out:
+        out["latency_unit"] = unit
     return out
 
 

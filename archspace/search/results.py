@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..vocab import VALUE_COLUMNS
+from .latency import REPORT_PREFIX
 from .space import Space
 
 HEAD = ["number", "state", "verdict", "reason", "arch", "spec_hash", *VALUE_COLUMNS]
 TAIL = ["reference", "cached_from", "retry_of", "seconds", "worker"]
 PROTOCOL = ["evaluator", "dataset", "train_device", "train_epochs", "train_images", "test_images", "train_resolution",
-            "train_stem_stride", "train_width_mult", "gmacs_convention", "latency_device", "latency_batch",
-            "latency_resolution", "latency_threads"]
+            "train_stem_stride", "train_width_mult", "gmacs_convention", "latency_source", "latency_unit",
+            "latency_device", "latency_batch", "latency_resolution", "latency_threads"]
 STRINGS = {"state", "verdict", "reason", "arch", "spec_hash", "reference", "worker", "evaluator", "dataset",
-           "train_device", "gmacs_convention", "latency_device", "standing", "protocol_key"}
+           "train_device", "gmacs_convention", "latency_source", "latency_unit", "latency_device", "standing",
+           "protocol_key"}
 INTS = {"number", "cached_from", "retry_of", "train_epochs", "train_images", "test_images", "train_resolution",
         "train_stem_stride", "latency_batch", "latency_resolution", "latency_threads"}
 PARAM = "param_"
@@ -38,8 +40,20 @@ def protocol(space: Space) -> dict[str, Any]:
         b = ev.budget
         out.update(train_device=ev.device, train_epochs=b.epochs, train_images=b.train_subset, test_images=b.test_subset,
                    train_resolution=b.resolution, train_stem_stride=b.stem_stride, train_width_mult=b.width_mult)
-    if m.latency:
-        out.update(latency_device=m.device, latency_batch=m.batch, latency_resolution=m.resolution, latency_threads=m.threads)
+    if m.latency == "predicted":
+        from .latency import load, unit
+
+        p = load(m.profile)[0].protocol
+        out.update(latency_source="predicted", latency_unit=unit(space), latency_device=p.device, latency_batch=p.batch,
+                   latency_resolution=p.resolution, latency_threads=p.threads)
+    elif m.latency:
+        from .latency import calibration_reference, unit
+
+        calibrated = m.calibrate and str(m.device).startswith("cpu")  # the run's own reference: each row says its value
+        out.update(latency_source="measured", latency_unit=unit(space, calibration_reference(space)) if not calibrated
+                   or m.profile else "ms calibrated to this run's reference",
+                   latency_device=m.device, latency_batch=m.batch, latency_resolution=m.resolution,
+                   latency_threads=m.threads)
     return out
 
 
@@ -57,10 +71,31 @@ def accuracy_label(p: dict[str, Any]) -> str:
 
 
 def latency_label(p: dict[str, Any]) -> Optional[str]:
-    """'cpu, batch 1, 224 px, 1 thread(s)' from :func:`protocol` columns; None when latency is not measured."""
+    """'cpu, batch 1, 224 px, 1 thread(s), wall ms' (or 'predicted ms on NAME: ...') from :func:`protocol` columns;
+    None when latency is not measured."""
     if not p["latency_device"]:
         return None
-    return f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
+    if p.get("latency_source") == "predicted":
+        return p["latency_unit"]
+    where = f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
+    return f"{where}, {p['latency_unit']}" if p.get("latency_unit") else where
+
+
+def latency_axis(p: dict[str, Any]) -> Optional[str]:
+    """The latency axis of a plot or table: 'predicted latency (ms) on NAME: AMD EPYC (avx512), eager, ...' or
+    'latency (wall ms): cpu, batch 1, 224 px, 1 thread(s)'; None when latency is not measured."""
+    if not p["latency_device"]:
+        return None
+    if p.get("latency_source") == "predicted":
+        return "predicted latency (ms) on " + str(p["latency_unit"]).removeprefix("predicted ms on ")
+    where = f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
+    return f"latency ({p.get('latency_unit') or 'ms'}): {where}"
+
+
+def with_units(p: dict[str, Any], rows: Optional[list[dict]]) -> dict[str, Any]:
+    """``p`` with the latency unit the rows recorded (a run's own calibration is known only from its trials)."""
+    units = {r.get("latency_unit") for r in rows or () if r.get("latency_unit")}
+    return {**p, "latency_unit": units.pop()} if len(units) == 1 else p
 
 
 def protocol_words(space: Space) -> str:
@@ -70,8 +105,10 @@ def protocol_words(space: Space) -> str:
 
 
 def columns(space: Space) -> list[str]:
-    """The table's columns for a space."""
-    return [*HEAD, *(PARAM + p.name for p in space.params), *TAIL, *PROTOCOL]
+    """The table's columns for a space (a reported device profile's predicted latency after the values)."""
+    from .latency import report_columns
+
+    return [*HEAD, *report_columns(space), *(PARAM + p.name for p in space.params), *TAIL, *PROTOCOL]
 
 
 def table(space: Space, rows: list[dict], specs: Optional[dict[str, dict]] = None) -> list[dict[str, Any]]:
@@ -84,6 +121,7 @@ def table(space: Space, rows: list[dict], specs: Optional[dict[str, dict]] = Non
     out = []
     for r in rows:
         row = {k: r.get(k) for k in (*HEAD, *TAIL)}
+        row.update({k: v for k, v in r.items() if k.startswith(REPORT_PREFIX)})
         values = r.get("params") or {}
         values = json.loads(values) if isinstance(values, str) else values
         for p in space.params:
@@ -99,6 +137,8 @@ def table(space: Space, rows: list[dict], specs: Optional[dict[str, dict]] = Non
                     labels[h] = None
             row["arch"] = labels[h]
         row.update(proto)
+        if r.get("latency_unit"):  # the unit its latency was recorded in (a run's own calibration says its value)
+            row["latency_unit"] = r["latency_unit"]
         out.append(row)
     return out
 

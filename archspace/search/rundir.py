@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..files import check_name
 from ..spec.errors import SpecError
-from .space import Space, load_space
+from .space import Space, base_spec, load_space
 from .storage import check_url, open_storage
 
 HEX = re.compile(r"^[0-9a-f]{6,64}$")
@@ -38,7 +38,7 @@ def safe_child(run_dir: Path, name: str) -> Path:
 
 def check_devices(space: Space) -> None:
     """CUDA asked for where there is none: one line naming the field."""
-    wants = [("evaluator.device", space.evaluator.device), ("measure.device", space.measure.device if space.measure.latency else "cpu")]
+    wants = [("evaluator.device", space.evaluator.device), ("measure.device", space.measure.device if space.measure.timed else "cpu")]
     for field, device in wants:
         if device != "cpu" and not device.startswith("cuda"):
             raise SpecError(f"{field}: {device!r} is not a device (use cpu or cuda)")
@@ -83,6 +83,9 @@ def prepare_run(space: Space, run_dir: Optional[Path] = None, *, storage: Option
     check_backend(backend)
     check_devices(space)
     check_dataset(space)
+    from .latency import check as check_profiles
+
+    check_profiles(space, base_spec(space))
     if storage:
         open_storage(storage)  # reachable, driver installed, tables in place
     stored = run_dir / "space.yaml"
@@ -99,4 +102,6 @@ def prepare_run(space: Space, run_dir: Optional[Path] = None, *, storage: Option
 
 def comparable(space: Space) -> dict:
     """What must not change between runs of one run directory (the budget and worker settings may)."""
-    return space.model_dump(mode="json", exclude={"budget", "workers"})
+    from .latency import key
+
+    return {**space.model_dump(mode="json", exclude={"budget", "workers"}), "measure": key(space)}

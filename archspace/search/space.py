@@ -177,13 +177,44 @@ class Evaluator(Spec):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
 
+LatencySource = Literal["measured", "predicted"]
+
+
 class Measure(LatencySettings):
     """Protocol of the cost measurements: the FLOP resolution and the latency settings (shared with ``profile``),
-    whether latency is measured, and whether CPU latency is calibrated (one calibration per study)."""
+    where latency comes from, and how CPU latency is calibrated.
+
+    ``latency``: ``measured`` (each trial's network is timed here; ``true`` means this), ``predicted`` (the latency
+    model of the device profile ``profile``: the same value on every worker, nothing timed) or ``false``.
+    ``profile``: a device profile (``archspace device measure``), a path relative to the space file. With measured
+    CPU latency it names the calibration reference, so latencies are in that profile's unit and runs on the same
+    kind of machine agree; without one each run calibrates against its own reference (``calibrate``).
+    ``report_profiles``: more device profiles whose predicted latency every trial records (``latency_ms:NAME``
+    columns) without searching or constraining on it.
+    """
 
     model_config = Spec.model_config
-    latency: bool = True
+    latency: Union[LatencySource, bool] = "measured"
     calibrate: bool = True  # CPU: latencies rescaled by an interleaved reference workload
+    profile: Optional[str] = None
+    report_profiles: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        return "measured" if v is True else v
+
+    @model_validator(mode="after")
+    def _profile_needed(self) -> "Measure":
+        if self.latency == "predicted" and not self.profile:
+            raise ValueError("profile: latency: predicted needs a device profile (measure one with archspace "
+                             "device measure --out devices/NAME.json, then set measure.profile: devices/NAME.json)")
+        return self
+
+    @property
+    def timed(self) -> bool:
+        """True when every trial's network is timed on this machine (latency: measured)."""
+        return self.latency == "measured"
 
 
 class Sampler(Spec):
@@ -261,7 +292,7 @@ class Space(Spec):
                 if path.startswith("@") and path not in ("@variant", "@seed"):
                     raise ValueError(f"params: {p.name}: unknown special path {path!r} (use @variant or @seed)")
         if not self.measure.latency and ({"latency", "throughput"} & set(metrics) or self.constraints.max_latency_ms):
-            raise ValueError("measure.latency: a latency objective or constraint needs measure.latency: true")
+            raise ValueError("measure.latency: a latency objective or constraint needs measure.latency: measured or predicted")
         return self
 
     @property
@@ -498,6 +529,15 @@ def load_space(path: Union[str, Path]) -> Space:
         data = {**data, "base": beside(data["base"])}
     if isinstance(data.get("references"), list):
         data = {**data, "references": [beside(r) for r in data["references"]]}
+    measure = data.get("measure")
+    if isinstance(measure, dict):  # device profiles named relative to the space file
+        def near(ref: Any) -> Any:
+            return str((path.parent / ref).resolve()) if isinstance(ref, str) and ref and not Path(ref).is_absolute() else ref
+
+        measure = {**measure, **({"profile": near(measure["profile"])} if "profile" in measure else {})}
+        if isinstance(measure.get("report_profiles"), list):
+            measure["report_profiles"] = [near(r) for r in measure["report_profiles"]]
+        data = {**data, "measure": measure}
     for i, obj in enumerate(data.get("objectives") if isinstance(data.get("objectives"), list) else []):
         if isinstance(obj, dict) and "metric" in obj and "direction" not in obj:
             raise SpecError(f"{path}: objectives[{i}].direction: missing (use maximize or minimize)")
@@ -550,6 +590,9 @@ def check_space(space: Space, source: str = "space") -> None:
                 field = "choices" if p.choices is not None else "low"
                 raise SpecError(f"{source}: params[{i}].{field}: no value of {p.name} gives a valid network on the base "
                                 f"(first, {reasons}; change the values or the base)") from None
+    from .latency import check as check_profiles
+
+    check_profiles(space, base, source)
     c = space.constraints
     if c.max_params is not None or c.max_flops is not None:
         floor = _smallest_cost(space, data)

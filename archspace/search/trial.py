@@ -23,6 +23,7 @@ from .space import Space, seed_of, spec_for
 if TYPE_CHECKING:
     from ..measure.latency import Calibration
     from ..spec.net import NetSpec
+    from .turns import Turns
 
 Verdict = Literal["complete", "invalid", "infeasible", "failed", "pruned"]
 VERDICTS: tuple[str, ...] = ("complete", "invalid", "infeasible", "failed", "pruned")
@@ -122,6 +123,8 @@ def screen_spec(space: Space, spec: "NetSpec", seed: int) -> Outcome:
     cost = complexity(spec, space.measure.resolution, num_classes=space.num_classes)
     out = Outcome(verdict="complete", spec=spec, spec_hash=spec_hash(spec), cost=cost, values=_metrics(space, cost),
                   seed=seed)
+    if space.measure.latency == "predicted" or space.measure.report_profiles:
+        _predict(space, out)  # a lookup, so a latency limit is checked before anything is built
     settle_constraints(space, out, final=False)
     limit = memory_limit_bytes()
     need = cost["params"] * BYTES_PER_PARAM_TRAINING
@@ -132,6 +135,24 @@ def screen_spec(space: Space, spec: "NetSpec", seed: int) -> Outcome:
     return out
 
 
+def _predict(space: Space, out: Outcome) -> None:
+    """Predicted latency from the space's device profile (the trial's latency) and its report profiles."""
+    from .latency import REPORT_PREFIX, predicted, reported
+
+    try:
+        if space.measure.latency == "predicted":
+            out.latency = predicted(space, out.spec)
+            out.values["latency_ms"] = out.latency["median_ms"]
+            out.values["images_per_s"] = out.latency["images_per_s"]
+        extra = reported(space, out.spec)
+    except (ValueError, SpecError) as exc:
+        out.fail("failed", f"latency model: {' '.join(str(exc).split())}")
+        return
+    if extra:
+        out.latency = {**(out.latency or {}), "reported": extra}
+        out.values.update({REPORT_PREFIX + name: ms for name, ms in extra.items()})
+
+
 def _error_reason(exc: BaseException) -> str:
     """'TypeName: first line of the message', short enough for a table cell."""
     text = " ".join(str(exc).split())
@@ -139,13 +160,15 @@ def _error_reason(exc: BaseException) -> str:
 
 
 def run_trial(space: Space, out: Outcome, progress: Optional[Callable[[Any], Any]] = None,
-              calibration: Optional["Calibration"] = None) -> Outcome:
-    """The expensive part on a screened outcome: latency (if asked for), then accuracy; never raises for the trial's own errors."""
+              calibration: Optional["Calibration"] = None, turns: Optional["Turns"] = None) -> Outcome:
+    """The expensive part on a screened outcome: latency (if asked for), then accuracy; never raises for the trial's
+    own errors. With ``turns`` (the run directory's :class:`~archspace.search.turns.Turns`) the latency is timed
+    while no other worker of the run trains, and training gives way to their timing between steps."""
     if out.verdict != "complete":
         return out
     t0 = time.perf_counter()
     try:
-        _measure_and_evaluate(space, out, progress, calibration)
+        _measure_and_evaluate(space, out, progress, calibration, turns)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - every error inside a trial is that trial's failure
@@ -173,20 +196,24 @@ def _empty_cuda_cache() -> None:
         pass
 
 
-def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> None:
+def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration, turns) -> None:
     from ..nn.build import build
+    from .turns import no_turn, no_work
 
     spec = out.spec
     m = space.measure
-    if m.latency:
+    if m.timed:
         from ..measure.latency import apply_process_settings, measure_latency
+        from .latency import unit
 
         apply_process_settings()  # idempotent: the search's process measures under the recorded settings
         model = build(spec).eval()
-        rec = measure_latency(model, m.latency_settings(), name=out.spec_hash or "trial",
-                              calibration=calibration if m.device == "cpu" else None)
+        calibration = calibration if m.device == "cpu" else None
+        with turns.timing() if turns is not None else no_turn():
+            rec = measure_latency(model, m.latency_settings(), name=out.spec_hash or "trial", calibration=calibration)
         del model
-        out.latency = rec.model_dump(mode="json")
+        out.latency = {**rec.model_dump(mode="json"), "source": "measured", "unit": unit(space, calibration),
+                       **({"reported": out.latency["reported"]} if out.latency and "reported" in out.latency else {})}
         out.values["latency_ms"] = rec.median_ms
         out.values["images_per_s"] = rec.images_per_s
         if settle_constraints(space, out, final=False).verdict != "complete":
@@ -195,8 +222,13 @@ def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> 
     from ..evaluate import evaluate
 
     budget = ev.budget.model_copy(update={"seed": out.seed})
-    result = evaluate(spec, ev.kind, budget=budget, dataset=ev.dataset, dataset_root=ev.dataset_root,
-                      device=ev.device, progress=progress)
+    with turns.working() if turns is not None and m.timed else no_work() as step:
+        def stepping(event: Any) -> Any:
+            step()  # a worker waiting to time a network gets the cores here
+            return progress(event) if progress is not None else None
+
+        result = evaluate(spec, ev.kind, budget=budget, dataset=ev.dataset, dataset_root=ev.dataset_root,
+                          device=ev.device, progress=stepping)
     out.accuracy = result.model_dump(mode="json")
     if ev.kind == "train":
         if result.status != "ok":
@@ -210,21 +242,25 @@ def _measure_and_evaluate(space: Space, out: Outcome, progress, calibration) -> 
 def latency_calibration(space: Space, stored: Optional[dict] = None) -> Optional["Calibration"]:
     """The calibration a search's CPU latencies use: ``stored`` if it fits the space's protocol, else a new one.
 
-    None when the space measures no latency, measures it on a GPU, or turns calibration off.
+    A space naming a device profile (``measure.profile``) uses that profile's calibration instead, so its latencies
+    are in the profile's unit. None when the space times no latency, times it on a GPU, or turns calibration off.
     """
     m = space.measure
-    if not (m.latency and m.calibrate):
+    if not (m.timed and m.calibrate):
         return None
     from ..measure.latency import apply_process_settings, load_or_calibrate
+    from .latency import calibration_reference
 
     apply_process_settings()
-    return load_or_calibrate(m, stored or None)
+    return load_or_calibrate(m, calibration_reference(space) or stored or None)
 
 
 def evaluator_key(space: Space) -> str:
     """What must match for a cached result to be reused: evaluator, measurement protocol, classes."""
     import json
 
-    return json.dumps({"evaluator": space.evaluator.model_dump(mode="json"), "measure": space.measure.model_dump(mode="json"),
+    from .latency import key
+
+    return json.dumps({"evaluator": space.evaluator.model_dump(mode="json"), "measure": key(space),
                        "num_classes": space.num_classes, "objectives": [o.model_dump(mode="json") for o in space.objectives]},
                       sort_keys=True)

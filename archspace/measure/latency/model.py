@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from .records import Calibration
+from .records import Calibration, measured_unit
 from .settings import LatencySettings
 
 PROFILE_FORMAT = "archspace-device-profile-v1"
@@ -74,6 +74,10 @@ class Correction(BaseModel):
     networks: int = 0
     worst_fit_pct: Optional[float] = None  # the largest |error| of the fitted networks themselves
 
+    def apply(self, parts_ms: float, parts: int) -> float:
+        """The corrected latency of a network whose ``parts`` table lookups sum to ``parts_ms``."""
+        return self.scale * parts_ms + self.per_part_ms * parts + self.offset_ms
+
 
 class DeviceProfile(BaseModel):
     """A device's latency table for one protocol: identity, protocol, calibration, entries, correction, fits."""
@@ -97,8 +101,8 @@ class DeviceProfile(BaseModel):
 
     @property
     def unit(self) -> str:
-        """What an entry's ms are: 'calibrated ms (convnet112-v1=3.100ms)' or 'wall ms'."""
-        return f"calibrated ms ({self.calibration.label()})" if self.calibration is not None else "wall ms"
+        """What an entry's ms are: 'ms calibrated to convnet112-v1=3.100ms (profile NAME)' or 'wall ms'."""
+        return measured_unit(self.calibration, f"profile {self.name}")
 
     def label(self) -> str:
         """'NAME: AMD EPYC (avx2), eager, 1 thread(s), batch 1, 224 px' (what a predicted latency is of)."""
@@ -120,10 +124,19 @@ def load_profile(path: str | Path) -> DeviceProfile:
     """A profile from its JSON file; ValueError with one line when the file is not one."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"profile: {path} does not exist (measure one with archspace device measure --out {path})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError):
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise ValueError(f"profile: {path} is not a device profile (JSON from archspace device measure)") from None
+    return parse_profile(text, path)
+
+
+def parse_profile(text: str, path: str | Path = "profile") -> DeviceProfile:
+    """A profile from its JSON text (``path`` names it in errors); ValueError with one line when it is not one."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
         raise ValueError(f"profile: {path} is not a device profile (JSON from archspace device measure)") from None
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise ValueError(f"profile: {path} is not a device profile of format {PROFILE_FORMAT}")
@@ -218,8 +231,7 @@ def predict_latency(spec: Any, profile: DeviceProfile | str | Path) -> float:
     spec = load_spec(spec)
     parts = spec_parts(spec, profile.protocol.resolution)
     total = sum(predict_part(p, profile)[0] for p in parts)
-    c = profile.correction
-    return max(c.scale * total + c.per_part_ms * len(parts) + c.offset_ms, 0.0)
+    return max(profile.correction.apply(total, len(parts)), 0.0)
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -254,8 +266,9 @@ def fit_correction(points: Sequence[NetworkPoint]) -> Correction:
         both = _lstsq([[p.parts_ms / p.measured_ms, p.parts / p.measured_ms] for p in points], [1.0] * len(points))
         if 0.7 <= both[0] <= 1.4:  # else the networks do not tell the two terms apart: keep the scale alone
             scale, per_part = both
-    worst = max(abs(scale * p.parts_ms + per_part * p.parts - p.measured_ms) / p.measured_ms for p in points)
-    return Correction(scale=scale, per_part_ms=per_part, networks=len(points), worst_fit_pct=100 * worst)
+    c = Correction(scale=scale, per_part_ms=per_part, networks=len(points))
+    worst = max(abs(c.apply(p.parts_ms, p.parts) - p.measured_ms) / p.measured_ms for p in points)
+    return c.model_copy(update={"worst_fit_pct": 100 * worst})
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -313,7 +326,7 @@ def _check_resumable(old: DeviceProfile, identity: dict, settings: LatencySettin
 
 
 def measure_profile(specs: Sequence[tuple[str, Any]], settings: LatencySettings, *, out: str | Path,
-                    name: Optional[str] = None, networks: int = 8, minutes: float = 10.0,
+                    name: Optional[str] = None, networks: int = 30, minutes: float = 10.0,
                     sources: Sequence[str] = (), progress: Optional[Callable[[int, int, str], Any]] = None,
                     chunk: int = 48) -> DeviceProfile:
     """Time the parts of ``specs`` on this machine (each in context: built inside its network, timed at the input
@@ -414,7 +427,7 @@ def measure_profile(specs: Sequence[tuple[str, Any]], settings: LatencySettings,
         for i in whole:
             spec_name, spec = specs[i]
             h = spec_hash(spec)
-            if h not in done_hashes and time.monotonic() < deadline + 60:
+            if h not in done_hashes and h not in {v[0] for v in nets.values()} and time.monotonic() < deadline + 60:
                 nets[f"{spec_name}#{i}"] = (h, build(spec).eval())
         if nets:
             say(done, total, f"timing {len(nets)} whole networks for the correction")

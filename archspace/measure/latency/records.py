@@ -36,6 +36,14 @@ class Calibration(BaseModel):
         return (self.threads, self.clock) == (threads, clock)
 
 
+def measured_unit(calibration: "Calibration | None", whose: str | None = None) -> str:
+    """The unit of a timed latency: 'wall ms', or 'ms calibrated to convnet112-v1=2.624ms (WHOSE)' where
+    ``whose`` names the reference ('profile NAME', "this run's reference")."""
+    if calibration is None:
+        return "wall ms"
+    return f"ms calibrated to {calibration.label()}" + (f" ({whose})" if whose else "")
+
+
 class LatencyProtocol(BaseModel):
     """The conditions of a latency measurement: two records compare only if these are equal.
 
@@ -74,7 +82,8 @@ class LatencyRecord(BaseModel):
     With a calibration, ``median_ms``, ``p90_ms``, ``mean_ms`` and ``cv`` are of calibrated
     samples; ``raw_median_ms`` is the plain wall-clock median and ``machine_speed`` the
     calibration's reference time over the reference's median time during this measurement (1.0:
-    as fast as when calibrated; 0.8: the machine ran 20% slower). Both are None uncalibrated.
+    as fast as when calibrated; 0.8: the machine ran 20% slower). Both are None uncalibrated. ``unit`` says which
+    (:func:`measured_unit`).
     ``peak_memory_bytes`` is taken during the model's warm-up: on CUDA the peak allocated memory
     (all of the device's tensors, other models' included); on the CPU the growth of the process's
     peak RSS (a lower bound, 0 when an earlier peak was higher); None without warm-up.
@@ -96,3 +105,4 @@ class LatencyRecord(BaseModel):
     load_average_1m: float | None = None
     raw_median_ms: float | None = None
     machine_speed: float | None = None
+    unit: str = "wall ms"  # see measured_unit

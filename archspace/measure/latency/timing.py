@@ -17,7 +17,7 @@ from ..flops import eval_mode
 from .calibration import reference_workload
 from .clock import Timer
 from .process import retaining
-from .records import Calibration, LatencyProtocol, LatencyRecord
+from .records import Calibration, LatencyProtocol, LatencyRecord, measured_unit
 from .runtimes import DTYPES, check_device, device_name, num_threads, prepared, runner
 from .settings import LatencySettings
 
@@ -42,16 +42,17 @@ def calibrated_samples(
 ) -> list[float]:
     """Rescale model ``index``'s samples by the reference times measured right before and after each.
 
-    ``reference`` holds, per round, ``models + 1`` reference times (one before the first model and
-    one after each); sample r of model ``index`` lies between reference r*(models+1)+index and the
-    next. Calibrated sample = raw * reference_ms / mean(before, after).
+    ``reference`` holds one reference time before the first round, then one after each model of every
+    round: every reference pass follows a model pass (a reference right after another one runs with
+    its own data in cache, faster, and would inflate the model after it). Sample r of model ``index``
+    lies between reference r*models+index and the next. Calibrated sample = raw * reference_ms /
+    mean(before, after).
     """
-    stride = models + 1
-    if len(reference) != stride * len(samples):
-        raise ValueError(f"reference: expected {stride * len(samples)} reference times, got {len(reference)}")
+    if len(reference) != 1 + models * len(samples):
+        raise ValueError(f"reference: expected {1 + models * len(samples)} reference times, got {len(reference)}")
     out = []
     for r, raw in enumerate(samples):
-        before, after = reference[r * stride + index], reference[r * stride + index + 1]
+        before, after = reference[r * models + index], reference[r * models + index + 1]
         out.append(raw * reference_ms / ((before + after) / 2))
     return out
 
@@ -85,8 +86,8 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
                       input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, LatencyRecord]:
     """Latency records of several models under ``settings``, repeats interleaved round-robin so noise hits all alike.
 
-    With ``calibration`` (CPU only) the reference workload runs before the first model of every
-    round and after each model, and the records hold calibrated samples (see :class:`Calibration`).
+    With ``calibration`` (CPU only) the reference workload runs once before the first round and after
+    each model, and the records hold calibrated samples (see :class:`Calibration`, :func:`calibrated_samples`).
     ``input_shapes`` gives a model's input shape without the batch dimension (a block inside a network
     sees a channels-last map, not an image); the others get ``(3, resolution, resolution)`` images.
     """
@@ -150,9 +151,9 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
         if reference is not None:
             for _ in range(max(warmup, 3)):
                 reference()
+            list(calls.values())[-1]()  # the first reference pass follows a model pass, as every later one does
+            ref_timer.time(reference)
         for _ in range(repeats):
-            if reference is not None:
-                ref_timer.time(reference)
             for name, call in calls.items():
                 timers[name].time(call)
                 if reference is not None:
@@ -180,6 +181,7 @@ def measure_latencies(models: Mapping[str, nn.Module], settings: LatencySettings
             peak_memory_source=source,  # type: ignore[arg-type]
             interleaved_with=len(models),
             load_average_1m=load,
+            unit=measured_unit(calibration),
             **stats,
             **extra,
         )
