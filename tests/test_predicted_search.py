@@ -76,6 +76,18 @@ def test_a_predicted_search_on_two_workers_gives_one_latency_per_architecture(pr
     assert not (tmp_path / "run" / "timing.lock").exists()  # nothing timed, so no turns taken
 
 
+def test_a_profile_path_is_found_beside_the_space_file_first_then_in_the_working_folder(profiles, tmp_path,
+                                                                                       monkeypatch):
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "devices").symlink_to(profiles)
+    space_file = write_space(tmp_path / "spaces", latency="predicted", profile="devices/dev.json")
+    monkeypatch.chdir(tmp_path)  # as from a repository's root: archspace search spaces/space.yaml
+    assert load_space(space_file).measure.profile == str((profiles / "dev.json").resolve())
+    (tmp_path / "spaces" / "devices").mkdir()
+    (tmp_path / "spaces" / "devices" / "dev.json").write_bytes((profiles / "dev.json").read_bytes())
+    assert load_space(space_file).measure.profile == str((tmp_path / "spaces" / "devices" / "dev.json").resolve())
+
+
 def test_report_profiles_add_a_column_and_a_front_per_device(profiles, tmp_path):
     space_file = write_space(tmp_path, latency="predicted", profile=str(profiles / "dev.json"),
                              report_profiles=[str(profiles / "other.json")])

@@ -530,9 +530,12 @@ def load_space(path: Union[str, Path]) -> Space:
     if isinstance(data.get("references"), list):
         data = {**data, "references": [beside(r) for r in data["references"]]}
     measure = data.get("measure")
-    if isinstance(measure, dict):  # device profiles named relative to the space file
+    if isinstance(measure, dict):  # device profiles: beside the space file first, as spec files, then the working folder
         def near(ref: Any) -> Any:
-            return str((path.parent / ref).resolve()) if isinstance(ref, str) and ref and not Path(ref).is_absolute() else ref
+            if not isinstance(ref, str) or not ref or Path(ref).is_absolute():
+                return ref
+            candidate = path.parent / ref
+            return str((candidate if candidate.exists() or not Path(ref).exists() else Path(ref)).resolve())
 
         measure = {**measure, **({"profile": near(measure["profile"])} if "profile" in measure else {})}
         if isinstance(measure.get("report_profiles"), list):
