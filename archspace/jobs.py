@@ -108,14 +108,13 @@ def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, P
         summary = work(space, run_dir, storage=storage, progress=progress, log=log)
     else:
         summary = _run_workers(space, run_dir, storage, workers, progress, say)
-    warnings: list[str] = []  # timed latency needs none about other workers: they take turns (search/turns.py)
     if not summary.get("trials"):
-        return SearchRun(run_dir, space, summary, warnings=warnings)
+        return SearchRun(run_dir, space, summary)
     if names:
         from .report.references import measure_references
 
         measure_references(run_dir, space, names, stored_calibration(space, run_dir, storage), say=say)
-    return _reported(run_dir, space, summary, warnings)
+    return _reported(run_dir, space, summary)
 
 
 def report_run(run_dir: Union[str, Path], *, storage: Optional[str] = None, references: Sequence[str] = (),
@@ -141,7 +140,7 @@ def report_run(run_dir: Union[str, Path], *, storage: Optional[str] = None, refe
         from .report.references import measure_references
 
         measure_references(run_dir, space, names, stored_calibration(space, run_dir, storage), say=say)
-    return _reported(run_dir, space, summary, [])
+    return _reported(run_dir, space, summary)
 
 
 def front(run_dir: Union[str, Path]) -> list[dict]:
@@ -188,12 +187,11 @@ def _check_references(names: Sequence[str], field: str = "references") -> None:
             raise SpecError(f"{field}: {exc}") from None
 
 
-def _reported(run_dir: Path, space: Space, summary: dict, warnings: list[str]) -> SearchRun:
+def _reported(run_dir: Path, space: Space, summary: dict) -> SearchRun:
     from .report.run import best, fidelity, make_report, reference_rows
 
     files = make_report(run_dir, space)
-    return SearchRun(run_dir, space, summary, files, reference_rows(run_dir, space), fidelity(run_dir), best(run_dir),
-                     warnings)
+    return SearchRun(run_dir, space, summary, files, reference_rows(run_dir, space), fidelity(run_dir), best(run_dir))
 
 
 def _summary_from_table(run_dir: Path, space: Space) -> dict[str, Any]:

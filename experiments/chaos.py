@@ -20,7 +20,8 @@ SIGKILLs itself before Optuna is told. Checks:
     .venv/bin/python experiments/chaos.py --storage postgres --default-heartbeat --kills 6 --window-kills 3 \
         --budget 12 --interval 5 10                                          # Optuna-default heartbeat 10 s, grace 60 s
 
-Writes results/chaos_<storage>.json (chaos_default_<storage>.json with ``--default-heartbeat``). The
+Writes results/chaos_<storage>.json (chaos_default_<storage>.json with ``--default-heartbeat``, a ``_latency``
+suffix with ``--latency``). The
 test suite runs short versions (tests/test_workers.py).
 """
 from __future__ import annotations
@@ -61,6 +62,7 @@ SPACE = {
 
 FAST = {"heartbeat_s": 1, "grace_s": 4, "max_retries": 2}  # SPACE's own: a killed trial is retried within seconds
 DEFAULT = {"heartbeat_s": 10, "grace_s": 60, "max_retries": 2}  # archspace's defaults (Workers())
+TIMED = {"latency": "measured", "resolution": 32, "warmup": 1, "repeats": 3}  # --latency
 
 
 def _load(storage: str):
@@ -112,19 +114,22 @@ def snapshot(storage: str) -> dict[int, tuple]:
 
 def run_chaos(storage: str, work: Path, *, workers: int = 3, kills: int = 20, budget: int = 30, seed: int = 0,
               interval: tuple[float, float] = (1.0, 4.0), timeout_s: float = 900.0, settings: Optional[dict] = None,
-              window_kills: int = 0) -> dict:
+              window_kills: int = 0, measure: Optional[dict] = None) -> dict:
     """Run the chaos loop (bounded in kills and time) and return the checks' results; ``settings`` are the space's
     ``workers`` (heartbeat, grace, retries; SPACE's fast ones by default), the first ``window_kills`` of the ``kills``
     are timed inside the record-then-tell window (armed one after another from the start, so a fast search cannot end
-    before them), the others hit a random worker whatever it is doing, ``interval`` seconds apart."""
+    before them), the others hit a random worker whatever it is doing, ``interval`` seconds apart. ``measure``
+    replaces the space's (``--latency``: every trial's latency timed, workers taking turns with the cores)."""
     rng = random.Random(seed)
     space_file = work / "chaos.yaml"
     settings = settings or FAST
-    space_file.write_text(yaml.safe_dump({**SPACE, "budget": {"trials": budget}, "workers": settings}))
+    space_file.write_text(yaml.safe_dump({**SPACE, "budget": {"trials": budget}, "workers": settings,
+                                          **({"measure": measure} if measure else {})}))
     token = work / "die-in-window"
 
     def start(i: int) -> subprocess.Popen:
-        return subprocess.Popen(worker_command(space_file, storage, work / f"run{i}", token), cwd=work,
+        run_dir = work / ("run" if measure else f"run{i}")  # timing workers share one run directory, so take turns
+        return subprocess.Popen(worker_command(space_file, storage, run_dir, token), cwd=work,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     procs = {i: start(i) for i in range(workers)}
@@ -226,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between kills, drawn uniformly")
     parser.add_argument("--window-kills", type=int, default=0,
                         help="how many of the kills fall inside the record-then-tell window")
+    parser.add_argument("--latency", action="store_true",
+                        help="time every trial's latency (workers of one run directory take turns with the cores)")
     parser.add_argument("--default-heartbeat", action="store_true",
                         help="archspace's default heartbeat (10 s) and grace (60 s) instead of 1 s and 4 s")
     parser.add_argument("--worker", nargs=3, metavar=("SPACE", "URL", "RUN_DIR"), help=argparse.SUPPRESS)
@@ -251,13 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_chaos(url, work, workers=args.workers, kills=args.kills, budget=args.budget, seed=args.seed,
                            interval=tuple(args.interval), settings=DEFAULT if args.default_heartbeat else FAST,
-                           window_kills=args.window_kills, timeout_s=1800.0)
+                           window_kills=args.window_kills, timeout_s=1800.0, measure=TIMED if args.latency else None)
     finally:
         if server is not None:
             server.close()
     result["storage"] = args.storage
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"chaos_{'default_' if args.default_heartbeat else ''}{args.storage}.json"
+    out = RESULTS / f"chaos_{'default_' if args.default_heartbeat else ''}{args.storage}{'_latency' if args.latency else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0 if result["ok"] else 1

@@ -19,16 +19,9 @@ from archspace.measure.latency.model import load_profile, measure_profile, predi
 from archspace.search.results import read_table
 from archspace.search.space import load_space, sample_specs, spec_for
 from archspace.search.turns import Turns
+from test_latency_model import SPACE as PROFILED_SPACE
 
-SPACE = {
-    "name": "predtiny", "base": "smt_m_6p5m",
-    "params": [{"name": "heads", "path": "stages[0:3].sam.heads", "choices": [1, 2, 4]},
-               {"name": "s3_msa", "path": "stages[2].stack.counts.msa", "low": 0, "high": 2},
-               {"name": "width3", "path": "stages[2].width", "choices": [128, 192, 256]}],
-    "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency", "direction": "minimize"}],
-    "evaluator": {"kind": "params"}, "measure": {"resolution": 32, "warmup": 1, "repeats": 3},
-    "sampler": {"kind": "random"}, "budget": {"trials": 6}, "seed": 0,
-}
+SPACE = {**PROFILED_SPACE, "name": "predtiny", "budget": {"trials": 6}}  # the profile tests' tiny space
 CLI = [sys.executable, "-m", "archspace.cli"]
 
 

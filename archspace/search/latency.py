@@ -30,12 +30,20 @@ if TYPE_CHECKING:
 REPORT_PREFIX = "latency_ms:"  # trials.csv column of a reported profile's predicted latency: latency_ms:NAME
 
 
+def _parse(data: bytes, path: str) -> tuple["DeviceProfile", str]:
+    """(profile, digest) of a profile file's bytes."""
+    from ..measure.latency.model import parse_profile
+
+    return parse_profile(data, path), hashlib.sha256(data).hexdigest()[:16]
+
+
 @lru_cache(maxsize=32)
 def _load(path: str, size: int, mtime_ns: int) -> tuple["DeviceProfile", str]:
-    from ..measure.latency.model import load_profile
+    if not Path(path).is_file():  # a folder: the model's own one-line error
+        from ..measure.latency.model import load_profile
 
-    data = Path(path).read_bytes()
-    return load_profile(path), hashlib.sha256(data).hexdigest()[:16]
+        load_profile(path)
+    return _parse(Path(path).read_bytes(), path)
 
 
 _SHIPPED: dict[str, tuple["DeviceProfile", str]] = {}  # profiles a driver sent with its trials, by the driver's path
@@ -48,11 +56,9 @@ def ship(space: "Space") -> dict[str, str]:
 
 def receive(shipped: dict[str, str]) -> None:
     """Use the profiles a driver shipped (:func:`ship`) for their paths in this process, whatever lies there."""
-    from ..measure.latency.model import parse_profile
-
     for path, text in shipped.items():
         if path not in _SHIPPED:
-            _SHIPPED[path] = (parse_profile(text, path), hashlib.sha256(text.encode("utf-8")).hexdigest()[:16])
+            _SHIPPED[path] = _parse(text.encode("utf-8"), path)
 
 
 def load(path: str, field: str = "measure.profile") -> tuple["DeviceProfile", str]:
@@ -152,12 +158,7 @@ def reported(space: "Space", spec: Any) -> dict[str, float]:
     """Predicted latency of ``spec`` on each of the space's report profiles, by profile name."""
     from ..measure.latency.model import predict_latency
 
-    out = {}
-    for _, path in profiles(space):
-        if path in space.measure.report_profiles:
-            prof, _ = load(path)
-            out[prof.name] = predict_latency(spec, prof)
-    return out
+    return {prof.name: predict_latency(spec, prof) for prof in (load(p)[0] for p in space.measure.report_profiles)}
 
 
 def report_columns(space: "Space") -> list[str]:

@@ -77,8 +77,11 @@ def latency_label(p: dict[str, Any]) -> Optional[str]:
         return None
     if p.get("latency_source") == "predicted":
         return p["latency_unit"]
-    where = f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
-    return f"{where}, {p['latency_unit']}" if p.get("latency_unit") else where
+    return f"{_where(p)}, {p['latency_unit']}" if p.get("latency_unit") else _where(p)
+
+
+def _where(p: dict[str, Any]) -> str:
+    return f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
 
 
 def latency_axis(p: dict[str, Any]) -> Optional[str]:
@@ -88,8 +91,7 @@ def latency_axis(p: dict[str, Any]) -> Optional[str]:
         return None
     if p.get("latency_source") == "predicted":
         return "predicted latency (ms) on " + str(p["latency_unit"]).removeprefix("predicted ms on ")
-    where = f"{p['latency_device']}, batch {p['latency_batch']}, {p['latency_resolution']} px, {p['latency_threads']} thread(s)"
-    return f"latency ({p.get('latency_unit') or 'ms'}): {where}"
+    return f"latency ({p.get('latency_unit') or 'ms'}): {_where(p)}"
 
 
 def with_units(p: dict[str, Any], rows: Optional[list[dict]]) -> dict[str, Any]:

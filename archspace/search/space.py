@@ -186,7 +186,8 @@ class Measure(LatencySettings):
 
     ``latency``: ``measured`` (each trial's network is timed here; ``true`` means this), ``predicted`` (the latency
     model of the device profile ``profile``: the same value on every worker, nothing timed) or ``false``.
-    ``profile``: a device profile (``archspace device measure``), a path relative to the space file. With measured
+    ``profile``: a device profile (``archspace device measure``), looked up beside the space file first, then in
+    the working folder. With measured
     CPU latency it names the calibration reference, so latencies are in that profile's unit and runs on the same
     kind of machine agree; without one each run calibrates against its own reference (``calibrate``).
     ``report_profiles``: more device profiles whose predicted latency every trial records (``latency_ms:NAME``

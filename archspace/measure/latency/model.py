@@ -124,19 +124,19 @@ def load_profile(path: str | Path) -> DeviceProfile:
     """A profile from its JSON file; ValueError with one line when the file is not one."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"profile: {path} does not exist (measure one with archspace device measure --out {path})") from None
-    except (UnicodeDecodeError, IsADirectoryError):
+    except IsADirectoryError:
         raise ValueError(f"profile: {path} is not a device profile (JSON from archspace device measure)") from None
-    return parse_profile(text, path)
+    return parse_profile(data, path)
 
 
-def parse_profile(text: str, path: str | Path = "profile") -> DeviceProfile:
-    """A profile from its JSON text (``path`` names it in errors); ValueError with one line when it is not one."""
+def parse_profile(data: bytes | str, path: str | Path = "profile") -> DeviceProfile:
+    """A profile from its JSON bytes or text (``path`` names it in errors); ValueError with one line when it is not one."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError(f"profile: {path} is not a device profile (JSON from archspace device measure)") from None
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise ValueError(f"profile: {path} is not a device profile of format {PROFILE_FORMAT}")
