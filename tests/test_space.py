@@ -99,6 +99,8 @@ def test_impossible_sample_gives_reason():
      "8 does not divide width 100"),
     (lambda d: d["params"].append({"name": "h1", "path": "stages[0].sam.heads", "low": 3, "high": 3}),
      "params[1].low: no value of h1 gives a valid network on the base (first, 3: stages[0].blocks[0].heads"),
+    (lambda d: d.update(measure={"latency": "maybe"}),
+     "measure.latency: 'maybe' is not a latency source; use measured, predicted or false"),
     (lambda d: d.update(base={**yaml.safe_load(yaml.safe_dump(spec_to_dict(archspace.load_spec("smt_t")))),
                              "num_classes": 10, "drop_path_rate": 1.5}), "base: "),
 ])

@@ -203,7 +203,9 @@ class Measure(LatencySettings):
     @field_validator("latency", mode="before")
     @classmethod
     def _source(cls, v: Any) -> Any:
-        return "measured" if v is True else v
+        if v is True or v is False or v in ("measured", "predicted"):
+            return "measured" if v is True else v
+        raise ValueError(f"{v!r} is not a latency source; use measured, predicted or false (true means measured)")
 
     @model_validator(mode="after")
     def _profile_needed(self) -> "Measure":
