@@ -23,5 +23,5 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # torch 2.13.0 is the CPU build on this kind of machine; an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test,ray,onnx,postgres,html,tensorboard]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test,ray,onnx,postgres,html,tensorboard,analysis]"
 echo "setup: ok ($(.venv/bin/python -c 'import torch, archspace; print("archspace", archspace.__version__, "torch", torch.__version__)'))"

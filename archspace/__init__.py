@@ -2,7 +2,8 @@
 
 Public API: ``load_spec``, ``build``, ``spec_from_official``, ``convert_official``, ``NetSpec``,
 ``SpecError``, ``dump_spec``, ``preset_names``, ``spec_hash``, ``BLOCKS``, ``HybridNet``, ``results``,
-``run_search`` (a whole search run, :mod:`archspace.jobs`), ``SearchRun``. Each loads
+``run_search`` (a whole search run, :mod:`archspace.jobs`), ``SearchRun``, ``analyze`` (populations of runs compared,
+:mod:`archspace.analysis`). Each loads
 on first use, so importing archspace (or its CLI) neither imports torch nor changes the process:
 the commands that train or measure set their thread policy themselves (see ``archspace.cli``).
 """
@@ -18,6 +19,7 @@ _LAZY = {
     "SpecError": "spec.errors",
     "dump_spec": "spec.io", "load_spec": "spec.io", "preset_names": "spec.io", "spec_hash": "spec.io",
     "NetSpec": "spec.net",
+    "analyze": "analysis",
     "results": "jobs", "run_search": "jobs", "SearchRun": "jobs",
     "spec_from_official": "spec.official",
 }

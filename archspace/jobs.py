@@ -9,7 +9,6 @@ experiments and tests call it; this module sits above ``search`` and ``report`` 
 from __future__ import annotations
 
 import multiprocessing
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,10 +44,34 @@ class SearchRun:
 
 
 def configure(space: Union[Space, str, Path], *, trials: Optional[int] = None, timeout_s: Optional[float] = None,
-              sampler: Optional[str] = None, seed: Optional[int] = None) -> Space:
-    """The space with a run's overrides applied and validated again (a typed copy; the file is not changed)."""
+              sampler: Optional[str] = None, seed: Optional[int] = None, by: Sequence[str] = (),
+              per_value: Optional[int] = None, overrides: Optional[dict[str, Any]] = None) -> Space:
+    """The space with a run's overrides applied and validated again (a typed copy; the file is not changed).
+
+    ``by`` balances a random population over those parameters (``sampler.by``); ``per_value`` sizes its
+    budget so every value of each gets at least that many members (unless ``trials`` is given); ``overrides``
+    sets any field by its dotted path (``{"evaluator.kind": "synflow"}``, ``--set evaluator.kind=synflow``)."""
     if not isinstance(space, Space):
         space = load_space(_expect_kind(space, "space"))
+    sets = dict(overrides or {})
+    if sampler is not None:
+        sets["sampler.kind"] = sampler
+    if by:
+        sets["sampler.by"] = list(by)
+    if sets:
+        space = _override(space, sets)
+    if per_value is not None:
+        if isinstance(per_value, bool) or per_value < 1:
+            raise SpecError(f"--per-value: must be at least 1, got {per_value}")
+        if not space.sampler.by:
+            raise SpecError("--per-value: sizes a balanced population; name its parameters with --by")
+        from .search.population import trials_for
+
+        needed = trials_for(space, per_value)
+        if trials is not None and trials < needed:
+            raise SpecError(f"--trials: {trials} gives fewer than {per_value} members per value; use at least {needed} "
+                            f"or leave --trials out")
+        trials = needed if trials is None else trials
     if trials is not None and (isinstance(trials, bool) or trials < 1):
         raise SpecError(f"--trials: must be at least 1, got {trials}")
     if timeout_s is not None and timeout_s <= 0:
@@ -65,10 +88,41 @@ def configure(space: Union[Space, str, Path], *, trials: Optional[int] = None, t
     return Space.model_validate(data) if data != space.model_dump(mode="json") else space
 
 
+def _override(space: Space, overrides: dict[str, Any]) -> Space:
+    """The space with fields set by dotted path and validated again; SpecError naming the field otherwise."""
+    from pydantic import ValidationError
+
+    from .search.space import check_space
+    from .spec.errors import first_error
+
+    data = space.model_dump(mode="json")
+    for path, value in overrides.items():
+        node, keys = data, str(path).split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise SpecError(f"--set: {path}: {key!r} is not a section of the space (sections: "
+                                f"{', '.join(k for k, v in data.items() if isinstance(v, dict))})")
+            node = node[key]
+        if keys[-1] not in node:
+            raise SpecError(f"--set: {path}: unknown field (fields there: {', '.join(node)})")
+        if path in ("measure.profile",) and isinstance(value, str):
+            value = str(Path(value).resolve())
+        if path == "measure.report_profiles" and isinstance(value, list):
+            value = [str(Path(v).resolve()) for v in value]
+        node[keys[-1]] = value
+    try:
+        out = Space.model_validate(data)
+    except ValidationError as exc:
+        raise first_error(exc) from None
+    check_space(out, "space")
+    return out
+
+
 def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, Path]] = None,
                storage: Optional[str] = None, backend: str = "optuna", workers: int = 1,
                trials: Optional[int] = None, timeout_s: Optional[float] = None, sampler: Optional[str] = None,
-               seed: Optional[int] = None, references: Optional[Sequence[str]] = None, progress: Any = None,
+               seed: Optional[int] = None, by: Sequence[str] = (), per_value: Optional[int] = None,
+               overrides: Optional[dict[str, Any]] = None, references: Optional[Sequence[str]] = None, progress: Any = None,
                log_dir: Optional[Union[str, Path]] = None, address: Optional[str] = None,
                cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, say: Say = None) -> SearchRun:
     """Run (or resume) the search of ``space`` to its budget and report it; returns the :class:`SearchRun`.
@@ -88,10 +142,15 @@ def run_search(space: Union[Space, str, Path], *, run_dir: Optional[Union[str, P
         raise SpecError("--workers: the Ray backend takes its concurrency from the cluster (leave --workers out)")
     if workers > 1 and log_dir is not None:
         raise SpecError("--log: TensorBoard logs are written with one local worker or the Ray backend (leave out --workers)")
-    space = configure(space, trials=trials, timeout_s=timeout_s, sampler=sampler, seed=seed)
+    space = configure(space, trials=trials, timeout_s=timeout_s, sampler=sampler, seed=seed, by=by, per_value=per_value,
+                      overrides=overrides)
     names = list(space.references if references is None else references)
     _check_references(names)
     run_dir = prepare_run(space, Path(run_dir) if run_dir else None, storage=storage, backend=backend)
+    if space.sampler.by:
+        from .search.population import describe
+
+        say(describe(space))
     log = None
     if log_dir is not None:
         from .search.tracking import TensorBoardLog
@@ -315,8 +374,27 @@ def results(source: Union[str, Path], *, storage: Optional[str] = None, study: O
     """
     import pandas as pd
 
+    from .search.results import INTS, STRINGS, columns
+
+    space, rows = run_rows(source, storage=storage, study=study)
+    cols = columns(space)
+    frame = pd.DataFrame([{k: r.get(k) for k in cols} for r in rows], columns=cols)
+    for k in VALUE_COLUMNS + ("seconds",):
+        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype("float64")
+    for k in cols:
+        if k in INTS:
+            frame[k] = frame[k].astype("Int64")
+        elif k in STRINGS:
+            frame[k] = frame[k].astype("string")
+    return frame
+
+
+def run_rows(source: Union[str, Path], *, storage: Optional[str] = None,
+             study: Optional[str] = None) -> tuple[Space, list[dict[str, Any]]]:
+    """(space, typed table rows) of a run directory (its ``trials.csv``, or its study in ``storage``) or of a study
+    in a storage URL, read as they are now: a search still running gives the trials ended so far. Nothing written."""
     from .search.engine import open_study, rows_and_specs
-    from .search.results import INTS, STRINGS, columns, read_table, table
+    from .search.results import read_table, table
 
     src = str(source)
     if "://" in src:
@@ -332,28 +410,16 @@ def results(source: Union[str, Path], *, storage: Optional[str] = None, study: O
         if "space" not in attrs:
             raise SpecError(f"study {name!r} was not written by archspace search (no space attribute)")
         space = Space.model_validate(attrs["space"])
-        rows = table(space, *rows_and_specs(open_study(space, Path("."), src, create=False), space.workers.max_retries))
-    else:
-        from .search.rundir import run_space
+        return space, table(space, *rows_and_specs(open_study(space, Path("."), src, create=False),
+                                                   space.workers.max_retries))
+    from .search.rundir import run_space
 
-        run_dir = Path(src)
-        space = run_space(run_dir)
-        if storage:
-            rows = table(space, *rows_and_specs(open_study(space, run_dir, storage, create=False), space.workers.max_retries))
-        elif (run_dir / "trials.csv").exists():
-            rows = read_table(run_dir / "trials.csv")
-        else:
-            rows = []
-    cols = columns(space)
-    frame = pd.DataFrame([{k: r.get(k) for k in cols} for r in rows], columns=cols)
-    for k in VALUE_COLUMNS + ("seconds",):
-        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype("float64")
-    for k in cols:
-        if k in INTS:
-            frame[k] = frame[k].astype("Int64")
-        elif k in STRINGS:
-            frame[k] = frame[k].astype("string")
-    return frame
+    run_dir = Path(src)
+    space = run_space(run_dir, check=False)
+    if storage:
+        return space, table(space, *rows_and_specs(open_study(space, run_dir, storage, create=False),
+                                                   space.workers.max_retries))
+    return space, read_table(run_dir / "trials.csv") if (run_dir / "trials.csv").exists() else []
 
 
 # ----------------------------------------------------------------------------- device profiles

@@ -1,7 +1,7 @@
 """archspace's import graph, read from the source with ``ast`` (nothing is imported): no cycles, no upward imports.
 
 Layers, bottom to top: spec, blocks and nn (one layer; presets is their data), measure, evaluate, export,
-search, report, jobs (a search run or a report as one library call), cli. A module imports only from its
+search, report, jobs (a search run or a report as one library call), analysis (statistics over runs), cli. A module imports only from its
 own layer or below. Every import counts: module-level and inside functions, ``import a.b``, ``from ..a
 import b`` (relative imports resolved; ``b`` counts as the submodule ``a.b`` when it is one, else as the
 package ``a``), string ``importlib.import_module`` calls, and the ``_LAZY`` table a package passes to
@@ -23,8 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "archspace"
 ROOT = "archspace"
 UTILITIES = {"archspace.vocab", "archspace.files", "archspace._lazy", "archspace._version"}
 LAYERS: dict[str, int] = {"spec": 0, "blocks": 0, "nn": 0, "presets": 0, "measure": 1, "evaluate": 2, "export": 3,
-                          "search": 4, "report": 5, "jobs": 6, "cli": 7}
-LAYER_NAMES = ("spec/blocks/nn", "measure", "evaluate", "export", "search", "report", "jobs", "cli")
+                          "search": 4, "report": 5, "jobs": 6, "analysis": 7, "cli": 8}
+LAYER_NAMES = ("spec/blocks/nn", "measure", "evaluate", "export", "search", "report", "jobs", "analysis", "cli")
 
 
 class Import(NamedTuple):

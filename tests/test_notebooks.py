@@ -10,13 +10,14 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-RERUN_IN = {"pareto", "ablation_heads", "ablation_effmod_components"}
+RERUN_IN = {"pareto", "ablation_heads", "ablation_effmod_components", "design_spaces"}
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def test_the_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"ablation_heads", "ablation_aggregation", "ablation_stacking", "ablation_components", "pareto"} <= names
+    assert {"ablation_heads", "ablation_aggregation", "ablation_stacking", "ablation_components", "pareto",
+            "design_spaces"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -199,3 +199,31 @@ def test_ray_asha_stops_are_pruned_trials_not_killed_ones(tmp_path):
         assert events.Scalars("objectives/accuracy")[0].value == pytest.approx(r["accuracy"], abs=1e-4)
         if r["verdict"] == "complete":  # the whole curve: 2 epochs of loss, test top-1 at epochs 1 and 2
             assert len(events.Scalars("train/loss")) == 2 and [e.step for e in events.Scalars("test/top1")] == [1, 2]
+
+
+def test_ray_backend_samples_a_planned_population(tmp_path):
+    """--by on the Ray backend: the trials are the population plan's members (balanced), as on the Optuna engine."""
+    repo = Path(__file__).resolve().parents[1]
+    profile = repo / "experiments" / "results" / "latency_model" / "profile_eager.json"
+    code = f"""
+import json
+from pathlib import Path
+import ray
+from archspace.jobs import configure
+from archspace.search.ray_engine import run_ray
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+space = configure({str(repo / "spaces" / "smt.yaml")!r}, sampler="random", by=["heads"], trials=8,
+                  overrides={{"evaluator.kind": "params", "measure.latency": "predicted", "measure.profile": {str(profile)!r}}})
+print(json.dumps(run_ray(space, Path({str(tmp_path)!r}) / "pop")["complete"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == 8
+    from archspace.jobs import configure
+    from archspace.search.population import plan
+
+    space = configure(repo / "spaces" / "smt.yaml", sampler="random", by=["heads"], trials=8)
+    rows = read_table(tmp_path / "pop" / "trials.csv")
+    got = sorted(json.dumps({p.name: r["param_" + p.name] for p in space.params}, sort_keys=True) for r in rows)
+    assert got == sorted(json.dumps(m, sort_keys=True) for m in plan(space))
+    assert sorted(r["param_heads"] for r in rows) == [1, 1, 2, 2, 4, 4, 8, 8]

@@ -218,6 +218,10 @@ def open_study(space: Space, run_dir: Path, storage: Optional[str] = None, *, cr
 def enqueued_points(space: Space) -> list[tuple[dict, dict]]:
     """The (params, user attrs) enqueued when a study is new: the base network, then every grid point of a grid
     search; a grid point that is the base is enqueued once, first, as the reference base."""
+    if space.sampler.by:  # a population: its planned members only (the base is a member when it is drawn)
+        from .population import points as population
+
+        return population(space)
     points: list[tuple[dict, dict]] = []
     base = base_values(space) if space.enqueue_base else None
     if space.sampler.kind == "grid":
@@ -238,11 +242,15 @@ def enqueued_points(space: Space) -> list[tuple[dict, dict]]:
 
 
 def _enqueue_once(study: Any, space: Space) -> None:
-    """Enqueue :func:`enqueued_points` when the study is new; duplicates from racing workers end as surplus."""
-    if study.get_trials(deepcopy=False):
+    """Enqueue :func:`enqueued_points` when the study is new (a population: its members not enqueued yet, so a
+    resume with a larger budget extends the plan); duplicates from racing workers end as surplus."""
+    trials = study.get_trials(deepcopy=False)
+    if trials and not space.sampler.by:
         return
+    present = {t.user_attrs.get("enqueued") for t in trials}
     for params, attrs in enqueued_points(space):
-        study.enqueue_trial(params, user_attrs=attrs)
+        if attrs["enqueued"] not in present:
+            study.enqueue_trial(params, user_attrs=attrs)
 
 
 def _calibration_candidates(study: Any, space: Space) -> list[tuple[float, str, dict]]:

@@ -397,6 +397,24 @@ def _progress_callback(progress: Any, tune: Any, done: int) -> Any:
     return Callback()
 
 
+def _missing_members(space: Space, ended: list[str], queued: list[dict]) -> list[dict]:
+    """The population plan's members that no ended or queued trial has evaluated (counted as a multiset: a member
+    drawn twice is run twice)."""
+    from collections import Counter
+
+    from .population import plan
+
+    have = Counter(ended) + Counter(json.dumps(p, sort_keys=True) for p in queued)
+    out = []
+    for member in plan(space):
+        key = json.dumps(member, sort_keys=True)
+        if have[key] > 0:
+            have[key] -= 1
+        else:
+            out.append(member)
+    return out
+
+
 def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, storage: Optional[str] = None,
             progress: Any = None, num_cpus: Optional[int] = None, cpus_per_trial: float = 1.0,
             gpus_per_trial: float = 0.0, log: Any = None) -> dict[str, Any]:
@@ -438,7 +456,9 @@ def run_ray(space: Space, run_dir: Path, *, address: Optional[str] = None, stora
             if r["verdict"] == "killed" and r["params"] not in ended_keys and r["params"] not in retries:
                 retries.append(r["params"])
         points = [p for p in (json.loads(k) for k in retries) if p not in waiting]
-        if base is not None and not any(r["reference"] == "base" for r in rows) and base not in points + waiting:
+        if space.sampler.by:  # a population: its planned members not ended yet, in plan order
+            points += _missing_members(space, [r["params"] for r in ended], points + waiting)
+        elif base is not None and not any(r["reference"] == "base" for r in rows) and base not in points + waiting:
             points.append(base)
         points = points[:max(0, remaining - len(waiting))]
         searcher = _searcher(space, space=DefineByRun(space), storage=sampler_storage, study_name=study_name,

@@ -19,12 +19,13 @@ from .storage import check_url, open_storage
 HEX = re.compile(r"^[0-9a-f]{6,64}$")
 
 
-def run_space(run_dir: Path) -> Space:
-    """The space a run was made with (run_dir/space.yaml)."""
+def run_space(run_dir: Path, *, check: bool = True) -> Space:
+    """The space a run was made with (run_dir/space.yaml); ``check=False`` to read its results only (the base and
+    device profiles it names need not be where they were)."""
     path = Path(run_dir) / "space.yaml"
     if not path.exists():
         raise SpecError(f"{run_dir}: not a run directory (no space.yaml; run 'archspace search SPACE --run-dir {run_dir}')")
-    return load_space(path)
+    return load_space(path, check=check)
 
 
 def safe_child(run_dir: Path, name: str) -> Path:

@@ -227,6 +227,8 @@ class Sampler(Spec):
     population_size: Optional[PosInt] = None
     startup_trials: Optional[PosInt] = None
     pruner: Literal["median", "halving", "none"] = "median"  # single-objective training searches only
+    by: Annotated[list[str], Field(max_length=8)] = Field(default_factory=list)
+    """kind random: a population balanced over these parameters (:mod:`archspace.search.population`)."""
 
 
 class SearchBudget(Spec):
@@ -286,6 +288,21 @@ class Space(Spec):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError("objectives: the same metric twice")
+        for name in self.sampler.by:
+            p = next((p for p in self.params if p.name == name), None)
+            if p is None:
+                raise ValueError(f"sampler.by: {name!r} is not a parameter of the space (use one of {names})")
+            if self.sampler.kind != "random":
+                raise ValueError(f"sampler.by: a population balanced over {name} is a random sample; "
+                                 f"use sampler.kind: random (--sampler random)")
+            if p.choices is None and not p.is_int:
+                raise ValueError(f"sampler.by: {name} is a float range; balance over choices or an integer range")
+            if p.choices is None and (int(p.high) - int(p.low)) // int(p.step or 1) + 1 > 64:
+                raise ValueError(f"sampler.by: {name} has more than 64 values; balance over fewer")
+            if any(path.startswith("@") for path in p.paths):
+                raise ValueError(f"sampler.by: {name} sets {p.paths[0]}; balance over a spec field")
+        if len(set(self.sampler.by)) != len(self.sampler.by):
+            raise ValueError("sampler.by: a parameter named twice")
         if self.sampler.kind == "grid" and any(p.choices is None and not p.is_int for p in self.params):
             raise ValueError("sampler.kind: grid needs choices or integer ranges for every parameter")
         for p in self.params:
@@ -518,8 +535,9 @@ def grid_size(space: Space) -> int:
     return math.prod(len(v) for v in grid(space).values())
 
 
-def load_space(path: Union[str, Path]) -> Space:
-    """Load and check a space file; one-line SpecError naming the field on any problem."""
+def load_space(path: Union[str, Path], *, check: bool = True) -> Space:
+    """Load and check a space file; one-line SpecError naming the field on any problem. ``check=False`` validates
+    the fields only (the base, references and device profiles are not opened): reading a finished run's space."""
     path = Path(path)
     data = read_yaml(path)
     if not isinstance(data, dict):
@@ -551,7 +569,8 @@ def load_space(path: Union[str, Path]) -> Space:
         space = Space.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"{path}: {first_error(exc)}") from None
-    check_space(space, str(path))
+    if check:
+        check_space(space, str(path))
     return space
 
 
