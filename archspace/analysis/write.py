@@ -38,10 +38,21 @@ def write(result: dict[str, Any], out: Path, *, plots: bool = True) -> list[Path
                              ("pairs.csv", result["pairs"], PAIR_COLUMNS)):
         atomic_write_text(out / name, to_csv(rows, cols))
         files.append(out / name)
-    body = {**result, "files": [str(f.name) for f in files] + ["analysis.json"]}
+    body = rounded({**result, "files": [str(f.name) for f in files] + ["analysis.json"]})
     atomic_write_text(out / "analysis.json", json.dumps(body, indent=1, default=float) + "\n")
     files.append(out / "analysis.json")
     return files
+
+
+def rounded(value: Any) -> Any:
+    """Floats to 6 decimals, as the CSV tables hold them (the EDF curves are most of the file)."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
 
 
 def protocol_lines(result: dict[str, Any]) -> list[str]:
@@ -55,18 +66,18 @@ def protocol_lines(result: dict[str, Any]) -> list[str]:
     else:
         norm = (f"EDFs normalised by {result['normalize']}: {result['shared_bins']} of {result['bins']} equal-frequency "
                 f"bins of log {result['normalize']} shared, equal weight per bin (NDS)")
-    sizes = ", ".join(f"{g['label']} n={g['n']}" for g in result["groups"])
+    weighted = result["normalize"] != "none" and result["bins"] is not None
+    sizes = ", ".join(f"{g['label']} n={g['n']}" + (f" ({g['n_weighted']} in shared bins, effective {g['n_effective']:.0f})"
+                                                     if weighted else "") for g in result["groups"])
     extra = f"; where {' and '.join(result['where'])}" if result["where"] else ""
     return [*lines, f"{norm}; bands: {result['level']:.0%} bootstrap{extra}", f"sizes: {sizes}"]
 
 
 def _figure(result: dict[str, Any], title: str, width: float = 7.5, height: float = 4.8):
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig = Figure(figsize=(width, height))
+    ax = fig.subplots()
     lines = protocol_lines(result)
     fig.suptitle(title, fontsize=10)
     fig.text(0.01, 0.005, "\n".join(_wrap(line) for line in lines), fontsize=6, va="bottom", ha="left")
@@ -80,13 +91,10 @@ def _wrap(line: str, width: int = 150) -> str:
 
 
 def _save(fig: Any, path: Path, footer_lines: int) -> Path:
-    import matplotlib.pyplot as plt
-
     from ..files import atomic_write
 
     fig.tight_layout(rect=(0, min(0.45, 0.03 + 0.028 * footer_lines), 1, 0.95))
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130))
-    plt.close(fig)
     return path
 
 
@@ -181,10 +189,6 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
                          height=max(4.8, 2.0 + 0.04 * n_params * series))
     if draw_importance(ax, result):
         files.append(_save(fig, out / "importance.png", k))
-    else:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     return files
 
 
