@@ -107,7 +107,7 @@ from archspace.analysis import analyze, markdown
 from archspace.analysis.write import draw_best_of_k, draw_edf, draw_importance
 from archspace.search.results import read_table
 POPS = RESULTS / "populations"
-RUNS = POPS / "runs"
+RUNS = POPS / "studies"
 def show(result, title):
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), dpi=100)
     draw_edf(axes[0], result); draw_best_of_k(axes[1], result)
@@ -120,7 +120,7 @@ nb.cells = [
                              "normalised so that the compared populations have the same parameter distribution. The "
                              "populations here are planned random samples of `spaces/smt.yaml` (and of the other two "
                              "spaces), balanced over the parameter under study, committed in "
-                             "`experiments/results/populations/runs/` by `python experiments/populations.py`. Every "
+                             "`experiments/results/populations/studies/` by `python experiments/populations.py`. Every "
                              "analysis below is recomputed from those files with `archspace analyze` (the library call "
                              "`archspace.analysis.analyze`), so the numbers are the committed tables'."),
     nbf.v4.new_code_cell(POP),

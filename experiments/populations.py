@@ -59,7 +59,7 @@ SENSITIVE = ["s3_sam>=2", "s3_msa>=1"]  # the members whose stage 3 differs betw
 
 
 def commit_runs(names: list[str]) -> dict[str, Path]:
-    """Copy each run's trials.csv and space.yaml into experiments/results/populations/runs/ (the profile path made
+    """Copy each run's trials.csv and space.yaml into experiments/results/populations/studies/ (the profile path made
     relative to the copy), so the analyses below run on committed files anyone can re-analyse."""
     import shutil
 
@@ -67,7 +67,7 @@ def commit_runs(names: list[str]) -> dict[str, Path]:
 
     out = {}
     for name in names:
-        src, dst = RUNS / name, OUT / "runs" / name
+        src, dst = RUNS / name, OUT / "studies" / name
         if not (src / "trials.csv").exists():
             continue
         dst.mkdir(parents=True, exist_ok=True)

@@ -249,7 +249,7 @@ def test_analyze_reproduces_the_committed_population_tables(tmp_path, name, runs
     """archspace analyze on the committed population runs (trials.csv + space.yaml, as experiments/populations.py
     copied them) gives the committed tables, to the digit."""
     out = tmp_path / name
-    argv = ["analyze", *(str(COMMITTED / "runs" / r) for r in runs), "--out", str(out), "--no-plots", "--format", "json"]
+    argv = ["analyze", *(str(COMMITTED / "studies" / r) for r in runs), "--out", str(out), "--no-plots", "--format", "json"]
     argv += ["--by", by] if by else []
     for w in where:
         argv += ["--where", w]

@@ -406,16 +406,21 @@ def importance(rows: list[dict], space: Any, column: str, lower_is_better: bool,
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out["ped_anova"] = dict(optuna.importance.get_param_importances(
+            out["ped_anova"] = _ordered(optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True))
             try:
                 import sklearn  # noqa: F401
             except ImportError:
                 out["fanova_note"] = "fANOVA not computed: it needs scikit-learn (pip install 'archspace[analysis]')"
             else:
-                out["fanova"] = dict(optuna.importance.get_param_importances(
+                out["fanova"] = _ordered(optuna.importance.get_param_importances(
                     study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed), normalize=True))
     return out
+
+
+def _ordered(importances: dict[str, float]) -> dict[str, float]:
+    """Most important first; ties by name (Optuna's order of ties varies between processes)."""
+    return dict(sorted(importances.items(), key=lambda kv: (-round(kv[1], 9), kv[0])))
 
 
 def _importances(loaded: list) -> list[dict[str, Any]]:
