@@ -181,18 +181,6 @@ def _ordered_values(space: Any, by: str, members: list[dict], col: str) -> list[
     return [v for v in known if any(str(r.get(col)) == v for r in members)] + seen
 
 
-def _protocols(loaded: list) -> list[str]:
-    """Each run's protocol in words (distinct ones only)."""
-    from ..search.results import protocol_words
-
-    words = []
-    for _, space, _ in loaded:
-        w = protocol_words(space)
-        if w not in words:
-            words.append(w)
-    return words
-
-
 def analyze(runs: Sequence[Union[str, Path]], *, by: Optional[str] = None, normalize: str = "params",
             metric: Optional[str] = None, where: Sequence[str] = (), storage: Optional[str] = None,
             out: Optional[Union[str, Path]] = None, bins: Optional[int] = None, permutations: int = 2000,
@@ -208,6 +196,8 @@ def analyze(runs: Sequence[Union[str, Path]], *, by: Optional[str] = None, norma
                                   ("resamples", resamples, 10, 1_000_000)):
         if value is not None and (isinstance(value, bool) or not lo <= value <= hi):
             raise SpecError(f"{option}: {value} must be between {lo:,} and {hi:,}")
+    from ..search.results import protocol_words
+
     loaded = load_runs(runs, storage=storage)
     spaces = [s for _, s, _ in loaded]
     metric = _metric(spaces, metric)
@@ -291,7 +281,7 @@ def analyze(runs: Sequence[Union[str, Path]], *, by: Optional[str] = None, norma
                   "trial_seconds": round(sum(float(r.get("seconds") or 0) for r in rows), 1),
                   "complete": sum(r.get("verdict") == "complete" for r in rows),
                   "running": sum(r.get("verdict") == "running" for r in rows)}
-                 for (n, s, rows), w in zip(loaded, [_words(s) for s in spaces])],
+                 for (n, s, rows), w in zip(loaded, [protocol_words(s) for s in spaces])],
         "metric": metric, "metric_label": _metric_label(metric, spaces), "lower_is_better": lower,
         "normalize": normalize, "bins": None if edges is None else len(edges) + 1,
         "shared_bins": None if shared is None else int(shared.sum()),
@@ -315,12 +305,6 @@ def _shown(loss: float, lower: bool) -> float:
 
 def _convention(space: Any) -> str:
     return next((o.convention for o in space.objectives if o.metric == "flops"), "smt-paper")
-
-
-def _words(space: Any) -> str:
-    from ..search.results import protocol_words
-
-    return protocol_words(space)
 
 
 def _metric_label(metric: str, spaces: list) -> str:
